@@ -1,0 +1,100 @@
+"""Packed token shards on disk: the record between `tokenize` and `train`/`eval`.
+
+Layout under the tokens folder:
+
+    manifest.json          seq_len, dtype, special ids, tokenizer fingerprint, per-split files and counts
+    train/shard-00000.npy  2-D array (rows, seq_len + 1): inputs are row[:-1], targets row[1:]
+    val/shard-00000.npy
+
+Rows hold documents joined by the end-of-text token; only the very last row of a
+split may end in padding (`pad_id`), which the loss ignores. Shards are plain
+`.npy` so that readers memory-map them: a worker touches only the rows it reads.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    seq_len: int
+    dtype: str
+    eot_id: int
+    pad_id: int
+    tokenizer_fingerprint: str
+    splits: dict[str, dict] = field(default_factory=dict)
+    """split -> {"files": [relative paths], "rows": int, "tokens": int, "documents": int, "by_source": {...}}"""
+
+    @classmethod
+    def read(cls, tokens_dir: str | Path) -> "Manifest":
+        path = Path(tokens_dir) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run `ownlm tokenize` first")
+        return cls(**json.loads(path.read_text()))
+
+    def write(self, tokens_dir: str | Path) -> None:
+        path = Path(tokens_dir) / MANIFEST
+        path.write_text(json.dumps(self.__dict__, indent=2))
+
+
+class PackedSplit:
+    """Random access to the rows of one split across its shards (memory-mapped)."""
+
+    def __init__(self, tokens_dir: str | Path, split: str):
+        self.dir = Path(tokens_dir)
+        self.manifest = Manifest.read(self.dir)
+        if split not in self.manifest.splits:
+            raise KeyError(f"split {split!r} not in {self.dir / MANIFEST} "
+                           f"(has: {', '.join(self.manifest.splits)})")
+        self.split = split
+        self.files = [self.dir / f for f in self.manifest.splits[split]["files"]]
+
+    @cached_property
+    def _shards(self) -> list[np.ndarray]:
+        return [np.load(f, mmap_mode="r") for f in self.files]
+
+    @cached_property
+    def _offsets(self) -> np.ndarray:
+        return np.cumsum([0] + [len(s) for s in self._shards])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def pad_id(self) -> int:
+        return self.manifest.pad_id
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """The rows at these global indices, as int64 (rows, seq_len + 1)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        shard = np.searchsorted(self._offsets, indices, side="right") - 1
+        out = np.empty((len(indices), self.manifest.seq_len + 1), dtype=np.int64)
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = self._shards[s][indices[sel] - self._offsets[s]]
+        return out
+
+    def batches(self, batch_size: int, max_batches: int | None = None):
+        """In order, for evaluation: yields int64 arrays (b, seq_len + 1)."""
+        n = len(self)
+        for i, start in enumerate(range(0, n, batch_size)):
+            if max_batches is not None and i >= max_batches:
+                return
+            yield self.rows(np.arange(start, min(start + batch_size, n)))
+
+
+def inputs_and_targets(rows, pad_id: int, ignore_index: int = -100):
+    """Split (b, T+1) rows into inputs (b, T) and targets (b, T) with padding masked out of the loss."""
+    import torch
+
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    inputs, targets = rows[:, :-1], rows[:, 1:].clone()
+    targets[targets == pad_id] = ignore_index
+    return inputs, targets

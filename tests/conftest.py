@@ -1,0 +1,29 @@
+"""Shared fixtures: one Ray instance for the whole test session (Ray's own `ray_start_4_cpus` pattern)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep Ray quiet and light on a 2-core CI machine.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance shared by every integration test.
+
+    4 logical CPUs on any machine: two 1-CPU train workers plus room for Ray Data tasks
+    (with exactly 2 on a 2-core box, data ingest beside 2 workers waits forever).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray
+    ray.shutdown()
