@@ -1,0 +1,299 @@
+"""A Llama-style decoder, top to bottom: RMSNorm, rotary embeddings, grouped-query
+attention with a KV cache, SwiGLU feed-forward, block, model, loss.
+
+Shapes: B batch, T new tokens, S keys attended (cache + new), D dim, H query heads,
+KV key/value heads, hd head_dim, V vocab.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from model.config import ModelConfig
+
+# SDPA broadcasts k/v heads over query groups itself from torch 2.5 on (enable_gqa=True);
+# on 2.4 we repeat k/v explicitly. Both give the same numbers (a test pins it).
+_torch_version = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+SDPA_HAS_GQA = _torch_version >= (2, 5)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019): LayerNorm without the mean and bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalize in float32: the mean of squares under- or overflows in bf16/fp16.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.type_as(x) * self.weight
+
+
+# ---- rotary position embeddings (RoFormer, Su et al. 2021) ----
+
+def precompute_rope(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of angle pos * theta^(-2j/hd) for every position and channel pair j:
+    two (max_seq_len, hd/2) float32 tables."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)  # (T, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (x[2j], x[2j+1]) of x: (B, T, H, hd) by the angles in cos, sin: (T, hd/2).
+
+    Interleaved pairs, as in Meta's Llama and shared/bench/ref_gpt.py (Hugging Face's
+    checkpoints pair channel j with j + hd/2 instead; converting permutes wq/wk rows).
+    Done in float32 so that bf16 activations do not blur the angles.
+    """
+    cos, sin = cos[None, :, None, :].float(), sin[None, :, None, :].float()  # (1, T, 1, hd/2)
+    xf = x.float()
+    x1, x2 = xf[..., 0::2], xf[..., 1::2]  # (B, T, H, hd/2) each
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, T, H, hd/2, 2)
+    return rotated.flatten(-2).type_as(x)  # (B, T, H, hd)
+
+
+# ---- key/value cache for generation ----
+
+class LayerKVCache:
+    """One layer's keys and values, (B, KV, max_len, hd), filled left to right."""
+
+    def __init__(self, batch_size, n_kv_heads, max_len, head_dim, device, dtype):
+        shape = (batch_size, n_kv_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+    def update(self, start_pos: int, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v: (B, KV, T, hd) at start_pos; return every key and value so far."""
+        B, _, T, _ = k.shape
+        end = start_pos + T
+        self.k[:B, :, start_pos:end] = k
+        self.v[:B, :, start_pos:end] = v
+        # Slicing to the filled length keeps eager attention cheap; a compiled decoder
+        # would attend over all max_len slots with a mask to keep shapes static instead.
+        return self.k[:B, :, :end], self.v[:B, :, :end]  # (B, KV, S, hd)
+
+
+class KVCache:
+    """Keys and values of every layer for a batch of up to batch_size sequences."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=None):
+        self.batch_size, self.max_len = batch_size, max_len
+        self.layers = [
+            LayerKVCache(batch_size, cfg.resolved_n_kv_heads, max_len, cfg.head_dim, device, dtype)
+            for _ in range(cfg.n_layers)
+        ]
+
+    def __getitem__(self, layer: int) -> LayerKVCache:
+        return self.layers[layer]
+
+
+# ---- attention ----
+
+def causal_mask(T: int, start_pos: int, device) -> torch.Tensor:
+    """(T, start_pos + T) bool, True where query i (at position start_pos + i) may look."""
+    q_pos = start_pos + torch.arange(T, device=device)[:, None]
+    k_pos = torch.arange(start_pos + T, device=device)[None, :]
+    return k_pos <= q_pos
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, KV, S, hd) -> (B, KV * n_rep, S, hd): each k/v head serves n_rep query heads."""
+    if n_rep == 1:
+        return x
+    B, KV, S, hd = x.shape
+    return x[:, :, None].expand(B, KV, n_rep, S, hd).reshape(B, KV * n_rep, S, hd)
+
+
+def attend(q, k, v, start_pos: int, use_sdpa_gqa: bool = SDPA_HAS_GQA) -> torch.Tensor:
+    """Causal softmax attention of q: (B, H, T, hd) over k, v: (B, KV, S, hd), S = start_pos + T."""
+    T, S = q.shape[2], k.shape[2]
+    if T == S:
+        mask, is_causal = None, True  # training, or a first prefill: the plain causal triangle
+    elif T == 1:
+        mask, is_causal = None, False  # one decoding step sees every key so far
+    else:
+        # Prefill after a prefix: SDPA's is_causal aligns the triangle to the top-left
+        # corner, which is wrong when S > T, so spell the mask out.
+        mask, is_causal = causal_mask(T, start_pos, q.device), False
+    n_rep = q.shape[1] // k.shape[1]
+    if n_rep > 1 and use_sdpa_gqa:
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True
+        )
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with rotary positions and grouped-query k/v heads."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.resolved_n_kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, self.n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(self.n_heads * self.head_dim, cfg.dim, bias=False)
+
+    def forward(self, x, rope: tuple, cache: LayerKVCache | None = None, start_pos: int = 0):
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, H, hd)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, KV, hd)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, KV, hd)
+        # RoPE in (B, T, H, hd), where the (T, hd/2) tables line up with dims 1 and 3.
+        q, k = apply_rotary_emb(q, *rope), apply_rotary_emb(k, *rope)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H|KV, T, hd): SDPA's layout
+        if cache is not None:
+            k, v = cache.update(start_pos, k, v)  # (B, KV, S, hd)
+        y = attend(q, k, v, start_pos)  # (B, H, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, D)
+        return self.wo(y)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU (Shazeer 2020): w2(silu(w1 x) * w3 x), w1 the gate and w3 the up projection."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: attention, then feed-forward, each on a normalized input."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.feed_forward = FeedForward(cfg.dim, cfg.resolved_ffn_dim)
+
+    def forward(self, x, rope: tuple, cache: LayerKVCache | None = None, start_pos: int = 0):
+        h = x + self.attn(self.attention_norm(x), rope, cache, start_pos)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, V)."""
+
+    def __init__(self, cfg: ModelConfig, activation_checkpointing: bool = False):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.activation_checkpointing = activation_checkpointing
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.init_rope()
+        self.init_weights()
+        self.tie_weights()
+
+    # ---- setup ----
+
+    def init_rope(self) -> None:
+        """(Re)build the float32 RoPE tables on the embedding's device.
+
+        Non-persistent buffers: they derive from the config, so checkpoints do not carry
+        them, and they follow model.to(device). model.to(bfloat16) casts them too (as in
+        gpt-fast); call this again afterwards to get float32 angles back (load_model does),
+        and after model.to_empty().
+        """
+        cos, sin = precompute_rope(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta)
+        device = self.tok_embeddings.weight.device
+        self.register_buffer("rope_cos", cos.to(device), persistent=False)
+        self.register_buffer("rope_sin", sin.to(device), persistent=False)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Normal(0, init_std) for every matrix, norms at one. The projections that write
+        into the residual stream (attention wo, feed-forward w2) get std / sqrt(2 * n_layers)
+        (GPT-2, Radford et al. 2019): the stream sums 2 such outputs per layer, so this keeps
+        its variance at init independent of depth."""
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                nn.init.ones_(p)  # RMSNorm weights
+            elif name.endswith(("attn.wo.weight", "feed_forward.w2.weight")):
+                nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.cfg.n_layers))
+            else:
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    def tie_weights(self) -> None:
+        """Make the output head and the embedding one Parameter when the config says so.
+        Needed again after anything that rebuilds parameters (to_empty, load with assign)."""
+        if self.cfg.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def enable_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them: memory
+        per layer drops to the block input, for about one extra forward of compute."""
+        self.activation_checkpointing = enabled
+
+    def make_cache(self, batch_size: int, max_len: int | None = None, device=None, dtype=None) -> KVCache:
+        """An empty KV cache; device and dtype default to the model's weights'."""
+        weight = self.tok_embeddings.weight
+        max_len = self.cfg.max_seq_len if max_len is None else max_len
+        return KVCache(self.cfg, batch_size, max_len, device or weight.device, dtype or weight.dtype)
+
+    def num_params(self, include_embeddings: bool = True) -> int:
+        """Parameters counted once each (a tied head is the embedding); see config.count_params."""
+        n = sum(p.numel() for p in self.parameters())
+        return n if include_embeddings else n - self.tok_embeddings.weight.numel()
+
+    # ---- forward ----
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+        """tokens: (B, T) ids at positions start_pos.. -> logits (B, T, V) in the compute dtype
+        (bf16 under autocast); lm_loss casts to float32. With a cache, the new keys and values
+        are written at start_pos and attention spans positions 0 .. start_pos + T - 1."""
+        B, T = tokens.shape
+        self._check_positions(B, T, cache, start_pos)
+        rope = (self.rope_cos[start_pos : start_pos + T], self.rope_sin[start_pos : start_pos + T])  # (T, hd/2) x2
+        h = self.tok_embeddings(tokens)  # (B, T, D)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for i, layer in enumerate(self.layers):
+            layer_cache = None if cache is None else cache[i]
+            if recompute and cache is None:
+                h = checkpoint(layer, h, rope, use_reentrant=False)
+            else:
+                h = layer(h, rope, layer_cache, start_pos)
+        return self.output(self.norm(h))  # (B, T, V)
+
+    def _check_positions(self, B: int, T: int, cache: KVCache | None, start_pos: int) -> None:
+        end = start_pos + T
+        if start_pos < 0 or end > self.cfg.max_seq_len:
+            raise ValueError(
+                f"positions {start_pos}..{end - 1} fall outside max_seq_len={self.cfg.max_seq_len}: "
+                "shorten the input or raise max_seq_len"
+            )
+        if cache is not None and (end > cache.max_len or B > cache.batch_size):
+            raise ValueError(
+                f"a KV cache for batch {cache.batch_size} x {cache.max_len} positions cannot hold "
+                f"batch {B} at positions {start_pos}..{end - 1}: make a larger cache"
+            )
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean next-token cross entropy in float32 over the targets that are not ignore_index.
+
+    logits (B, T, V), targets (B, T) already shifted (targets[:, t] is the token after
+    tokens[:, t]). NaN when every target is ignored (a mean over nothing); the trainer's
+    non-finite guard catches that batch.
+    """
+    return F.cross_entropy(
+        logits.float().flatten(0, -2), targets.flatten(), ignore_index=ignore_index
+    )
