@@ -1,0 +1,226 @@
+"""Tokenizer training (byte-level BPE) and parallel tokenize + pack on Ray Data.
+
+Packing runs where tokenization runs: each Ray Data batch of documents is
+tokenized, split into train/validation by a hash of the document id, joined
+with the end-of-text token, cut into rows of seq_len + 1 tokens and written as
+one `.npy` shard per split by the actor itself. Only the leftover tail of each
+batch (fewer than seq_len + 1 tokens) travels back to the driver, which packs
+the tails into the last shard. So the driver never holds the corpus, and no
+token is lost: only the final row of a split can end in padding.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from pipeline.config import TokenizeConfig, TokenizerConfig
+from pipeline.packed import Manifest
+
+
+class TokenizeError(RuntimeError):
+    """A tokenizer or tokenize input problem, told to the user without a traceback."""
+
+
+# ---------------------------------------------------------------- curated input
+
+
+def curated_files(curated_dir: Path) -> list[str]:
+    """The curated shards (top level only: `rejects/` holds dropped rows)."""
+    files = sorted(str(p) for p in Path(curated_dir).glob("*.parquet"))
+    if not files:
+        raise TokenizeError(f"no curated Parquet shards in {curated_dir}: run `ownlm curate` first")
+    return files
+
+
+def iter_texts(curated_dir: Path, max_docs: int | None = None, batch_rows: int = 1024):
+    """Stream curated texts; with max_docs, a deterministic sample spread over the corpus."""
+    dataset = pads.dataset(curated_files(curated_dir), format="parquet")
+    total = dataset.count_rows()
+    stride = max(1, total // max_docs) if max_docs else 1
+    seen = taken = 0
+    for batch in dataset.to_batches(columns=["text"], batch_size=batch_rows):
+        for text in batch.column(0).to_pylist():
+            if seen % stride == 0 and (max_docs is None or taken < max_docs):
+                taken += 1
+                yield text
+            seen += 1
+
+
+# ---------------------------------------------------------------- tokenizer training
+
+
+def train_tokenizer(curated_dir: Path, output_dir: Path, cfg: TokenizerConfig) -> dict:
+    """Train (or copy, when `tokenizer.path` is set) a byte-level BPE tokenizer into output_dir/tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from model.tokenizer import SPECIAL_TOKENS
+    from model.tokenizer import Tokenizer as OwnTokenizer
+
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if cfg.path:
+        src = Path(cfg.path).expanduser()
+        if not src.is_file():
+            raise TokenizeError(f"tokenizer.path {src} does not exist")
+        shutil.copyfile(src, tmp / "tokenizer.json")
+    else:
+        tok = Tokenizer(models.BPE())
+        # GPT-2 style: bytes, never an unknown token; the regex keeps words, numbers and punctuation apart.
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        tok.train_from_iterator(iter_texts(curated_dir, cfg.max_docs), trainer=trainer)
+        tok.save(str(tmp / "tokenizer.json"))
+    try:
+        own = OwnTokenizer.from_file(tmp / "tokenizer.json")  # checks the special tokens are there
+    except ValueError as e:
+        raise TokenizeError(str(e)) from e
+    info = {"vocab_size": own.vocab_size, "fingerprint": own.fingerprint,
+            "trained": cfg.path is None, "eot_id": own.eot_id, "pad_id": own.pad_id}
+    (tmp / "tokenizer_info.json").write_text(json.dumps(info, indent=2))
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tmp.rename(output_dir)
+    return info
+
+
+# ---------------------------------------------------------------- tokenize + pack
+
+
+def split_of(doc_id: str, val_fraction: float) -> str:
+    """Deterministic train/val assignment by a hash of the document id (stable across runs and shards)."""
+    h = int.from_bytes(hashlib.sha1(doc_id.encode()).digest()[:8], "big") / 2**64
+    return "val" if h < val_fraction else "train"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+
+
+def pack_rows(token_lists: list[list[int]], eot_id: int, row_len: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Join documents with EOT and cut into full rows of row_len; return (rows, leftover tail)."""
+    if not token_lists:
+        return np.empty((0, row_len), dtype), np.empty(0, dtype)
+    joined = np.fromiter((t for doc in token_lists for t in (*doc, eot_id)), dtype=dtype)
+    n_full = len(joined) // row_len
+    return joined[: n_full * row_len].reshape(n_full, row_len), joined[n_full * row_len:]
+
+
+class TokenizePack:
+    """Ray Data actor: loads the tokenizer once, tokenizes a batch, writes its packed shards."""
+
+    def __init__(self, tokenizer_path: str, out_dir: str, seq_len: int, val_fraction: float):
+        from model.tokenizer import Tokenizer
+
+        self.tok = Tokenizer.from_file(tokenizer_path)
+        self.out = Path(out_dir)
+        self.row_len = seq_len + 1
+        self.val_fraction = val_fraction
+        self.dtype = token_dtype(self.tok.vocab_size)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        ids = batch.column("id").to_pylist()
+        encoded = self.tok.encode_batch(batch.column("text").to_pylist())
+        sources = batch.column("source").to_pylist()
+        # The batch's first id names its shards, so a retried task overwrites its own files.
+        name = hashlib.sha1(ids[0].encode()).hexdigest()[:16] if ids else "empty"
+        out = {k: [] for k in ("split", "file", "rows", "tokens", "documents", "by_source", "tail", "key")}
+        for split in ("train", "val"):
+            picks = [i for i, d in enumerate(ids) if split_of(d, self.val_fraction) == split]
+            if not picks:
+                continue
+            rows, tail = pack_rows([encoded[i] for i in picks], self.tok.eot_id, self.row_len, self.dtype)
+            rel = f"{split}/shard-{name}.npy"
+            if len(rows):
+                (self.out / split).mkdir(parents=True, exist_ok=True)
+                np.save(self.out / rel, rows)
+            by_source: dict[str, int] = {}
+            for i in picks:
+                by_source[sources[i]] = by_source.get(sources[i], 0) + len(encoded[i]) + 1
+            out["split"].append(split)
+            out["file"].append(rel if len(rows) else "")
+            out["rows"].append(len(rows))
+            out["tokens"].append(int(rows.size + tail.size))
+            out["documents"].append(len(picks))
+            out["by_source"].append(json.dumps(by_source))
+            out["tail"].append(tail.astype(np.int64).tolist())
+            out["key"].append(ids[picks[0]])
+        return pa.table(out)
+
+
+def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, cfg: TokenizeConfig) -> Manifest:
+    """Tokenize the curated corpus with a Ray Data actor pool and write packed shards + manifest."""
+    import ray.data
+
+    from model.tokenizer import Tokenizer
+
+    tokenizer_path = Path(tokenizer_dir) / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise TokenizeError(f"{tokenizer_path} not found: run `ownlm tokenizer` first")
+    tok = Tokenizer.from_file(tokenizer_path)
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+    ds = ray.data.read_parquet(curated_files(curated_dir), columns=["id", "text", "source"])
+    results = ds.map_batches(
+        TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
+        fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
+        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
+    ).take_all()
+
+    dtype = token_dtype(tok.vocab_size)
+    splits = {}
+    for split in ("train", "val"):
+        mine = sorted((r for r in results if r["split"] == split), key=lambda r: r["key"])
+        if not mine:
+            raise TokenizeError(f"the {split} split is empty: the corpus is too small for "
+                                f"tokenize.val_fraction={cfg.val_fraction}")
+        files = [r["file"] for r in mine if r["file"]]
+        tail_rows = _pack_tails([r["tail"] for r in mine], cfg.seq_len + 1, tok.pad_id, dtype)
+        if len(tail_rows):
+            (tmp / split).mkdir(parents=True, exist_ok=True)
+            np.save(tmp / split / "shard-tail.npy", tail_rows)
+            files.append(f"{split}/shard-tail.npy")
+        by_source: dict[str, int] = {}
+        for r in mine:
+            for s, n in json.loads(r["by_source"]).items():
+                by_source[s] = by_source.get(s, 0) + n
+        splits[split] = {
+            "files": files,
+            "rows": sum(r["rows"] for r in mine) + len(tail_rows),
+            "tokens": sum(r["tokens"] for r in mine),
+            "documents": sum(r["documents"] for r in mine),
+            "by_source": by_source,
+            # In key order: each batch's shard (or "" when it filled no row), its rows, and how many
+            # tokens of its stream went to the tail shard. Reading each batch's rows and then its tail
+            # segment gives back the documents in order.
+            "batches": [[r["file"], r["rows"], len(r["tail"])] for r in mine],
+        }
+    manifest = Manifest(seq_len=cfg.seq_len, dtype=dtype.name, eot_id=tok.eot_id, pad_id=tok.pad_id,
+                        tokenizer_fingerprint=tok.fingerprint, splits=splits)
+    manifest.write(tmp)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tmp.rename(output_dir)
+    return manifest
+
+
+def _pack_tails(tails: list[list[int]], row_len: int, pad_id: int, dtype) -> np.ndarray:
+    """Pack the batches' leftover tails (already EOT-joined) into rows; pad only the last one."""
+    joined = np.fromiter((t for tail in tails for t in tail), dtype=dtype)
+    if not len(joined):
+        return np.empty((0, row_len), dtype)
+    n_rows = -(-len(joined) // row_len)
+    rows = np.full(n_rows * row_len, pad_id, dtype=dtype)
+    rows[: len(joined)] = joined
+    return rows.reshape(n_rows, row_len)

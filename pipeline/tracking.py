@@ -1,0 +1,144 @@
+"""MLflow helpers: the only module that talks to MLflow.
+
+One experiment per project, one parent run per `ownlm run`, one nested run per
+stage (a stage run on its own is a top-level run). Params are the flattened
+config; tags name the stage, its input fingerprints and the git commit.
+When tracking is disabled every call is a no-op, so stages never branch on it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipeline.config import Config
+
+
+def sanitize_metric_name(name: str) -> str:
+    """MLflow names may not contain commas or spaces (lm-eval reports `acc,none`)."""
+    for bad, good in ((",none", ""), (",", "_"), (" ", "_")):
+        name = name.replace(bad, good)
+    return name
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Tracker:
+    """Wraps the MLflow fluent API for one pipeline invocation."""
+
+    def __init__(self, cfg: Config):
+        self.enabled = cfg.tracking.enabled
+        self.uri = cfg.tracking_uri
+        self.experiment = cfg.tracking.experiment
+        self.cfg = cfg
+        if self.enabled:
+            import mlflow
+
+            cfg.root.mkdir(parents=True, exist_ok=True)
+            mlflow.set_tracking_uri(self.uri)
+            if mlflow.get_experiment_by_name(self.experiment) is None:
+                # Artifacts beside the store, under the root, so one folder holds everything.
+                location = (cfg.root / "mlartifacts").as_uri() if self.uri.startswith("sqlite:") else None
+                mlflow.create_experiment(self.experiment, artifact_location=location)
+            mlflow.set_experiment(self.experiment)
+
+    @contextlib.contextmanager
+    def run(self, name: str, *, stage: str | None = None, tags: dict[str, str] | None = None,
+            log_config: bool = True) -> Iterator["Tracker"]:
+        """A run (nested when another is active); params = the flattened config."""
+        if not self.enabled:
+            yield self
+            return
+        import mlflow
+
+        nested = mlflow.active_run() is not None
+        all_tags = {"ownlm.stage": stage or name}
+        commit = git_commit()
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        all_tags.update(tags or {})
+        with mlflow.start_run(run_name=name, nested=nested, tags=all_tags):
+            if log_config:
+                mlflow.log_params({k: _param(v) for k, v in self.cfg.flat().items()})
+            yield self
+
+    @property
+    def run_id(self) -> str | None:
+        if not self.enabled:
+            return None
+        import mlflow
+
+        run = mlflow.active_run()
+        return run.info.run_id if run else None
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.enabled:
+            import mlflow
+
+            clean = {sanitize_metric_name(k): float(v) for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and math.isfinite(v)}
+            if clean:
+                mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.enabled and Path(path).exists():
+            import mlflow
+
+            if Path(path).is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+            else:
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.log_text(text, artifact_file)
+
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.uri}"
+
+
+class RemoteMetricLogger:
+    """Logs metrics to an existing run from another process (a Ray Train worker, rank 0 only)."""
+
+    def __init__(self, uri: str | None, run_id: str | None):
+        self.client = None
+        self.run_id = run_id
+        if uri and run_id:
+            from mlflow import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=uri)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.client is None:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(sanitize_metric_name(k), float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and math.isfinite(v)]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+
+def _param(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 500 else text[:497] + "..."

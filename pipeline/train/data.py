@@ -1,0 +1,56 @@
+"""The training data order: a seeded global shuffle of packed rows, split across workers, resumable.
+
+Ray Data iterators do not resume mid-epoch, so training reads the memory-mapped
+packed shards directly: the order is a pure function of (seed, epoch), each
+optimizer step takes the next `global_batch` rows of that order, and worker r
+takes its slice of them. A restart from (epoch, step_in_epoch) therefore sees
+exactly the batches an uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.packed import PackedSplit
+
+
+@dataclass
+class Position:
+    """Where the loader is: the next batch to read."""
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+
+class ShuffledBatches:
+    def __init__(self, split: PackedSplit, batch_size: int, rank: int, world_size: int, seed: int):
+        self.split = split
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.global_batch = batch_size * world_size
+        self.steps_per_epoch = len(split) // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the {split.split} split has {len(split)} sequences, fewer than one global batch "
+                f"({batch_size} per worker x {world_size} workers): lower train.batch_size or "
+                f"tokenize.seq_len, or add data")
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The permutation of all rows for this epoch (same on every worker), computed once per epoch."""
+        if getattr(self, "_order_epoch", None) != epoch:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+            self._order_epoch = epoch
+        return self._order
+
+    def batch(self, pos: Position) -> np.ndarray:
+        """This worker's rows (batch_size, seq_len + 1) at the given position."""
+        order = self.order(pos.epoch)
+        start = pos.step_in_epoch * self.global_batch + self.rank * self.batch_size
+        return self.split.rows(np.sort(order[start:start + self.batch_size]))
+
+    def advance(self, pos: Position) -> Position:
+        if pos.step_in_epoch + 1 < self.steps_per_epoch:
+            return Position(pos.epoch, pos.step_in_epoch + 1)
+        return Position(pos.epoch + 1, 0)
