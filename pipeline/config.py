@@ -260,14 +260,30 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
 
 
 def validate_config(raw: dict, source: str = "config") -> Config:
+    """Validate fields, then checks across sections; every problem of both passes in one error."""
+    problems: list[str] = []
+    cfg = None
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e), source=source) from None
-    problems = _cross_checks(cfg)
+        problems += _describe(e)
+    problems += _cross_checks(_valid_sections(raw, cfg))
     if problems:
         raise ConfigError(problems, source=source)
     return cfg
+
+
+def _valid_sections(raw: dict, cfg: Config | None) -> dict[str, BaseModel]:
+    """Each section that validates on its own, so cross checks run even when another section is bad."""
+    if cfg is not None:
+        return {name: getattr(cfg, name) for name in Config.model_fields}
+    sections = {}
+    for name, field in Config.model_fields.items():
+        try:
+            sections[name] = field.annotation.model_validate(raw.get(name) or {})
+        except (ValidationError, TypeError, AttributeError):
+            pass
+    return sections
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -329,33 +345,35 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
-def _cross_checks(cfg: Config) -> list[str]:
-    """Checks across keys and sections, each naming the fix."""
+def _cross_checks(sections: dict[str, BaseModel]) -> list[str]:
+    """Checks across keys and sections, each naming the fix; a check whose sections are invalid is skipped."""
     from model.config import PRESETS, ModelConfig
 
     problems = []
-    if cfg.model.preset not in PRESETS:
-        problems.append(f"model.preset: unknown preset {cfg.model.preset!r}; allowed: {', '.join(PRESETS)}")
-    else:
+    model, tokenizer, tokenize, train = (sections.get(k) for k in ("model", "tokenizer", "tokenize", "train"))
+    if model is not None and model.preset not in PRESETS:
+        problems.append(f"model.preset: unknown preset {model.preset!r}; allowed: {', '.join(PRESETS)}")
+    elif model is not None:
         fields = set(ModelConfig.__dataclass_fields__)
-        unknown = [k for k in cfg.model.overrides if k not in fields]
+        unknown = [k for k in model.overrides if k not in fields]
         for k in unknown:
             problems.append(f"model.{k}: unknown key; allowed: preset, {', '.join(sorted(fields))}")
         if not unknown:
             try:
-                mcfg = cfg.model.build(vocab_size=cfg.tokenizer.vocab_size)
+                mcfg = model.build(vocab_size=tokenizer.vocab_size if tokenizer else None)
                 problems += [f"model: {p}" for p in mcfg.problems()]
-                if cfg.tokenize.seq_len > mcfg.max_seq_len:
+                if tokenize is not None and tokenize.seq_len > mcfg.max_seq_len:
                     problems.append(
-                        f"tokenize.seq_len ({cfg.tokenize.seq_len}) exceeds the model's max_seq_len "
+                        f"tokenize.seq_len ({tokenize.seq_len}) exceeds the model's max_seq_len "
                         f"({mcfg.max_seq_len}): lower tokenize.seq_len or set model.max_seq_len")
             except (TypeError, ValueError) as e:
                 problems.append(f"model: {e}")
-    if cfg.train.warmup_steps >= cfg.train.max_steps:
-        problems.append(f"train.warmup_steps ({cfg.train.warmup_steps}) must be below train.max_steps "
-                        f"({cfg.train.max_steps})")
-    if cfg.train.use_gpu and cfg.train.cpus_per_worker < 1:
-        problems.append("train.cpus_per_worker must be at least 1 with use_gpu")
+    if train is not None:
+        if train.warmup_steps >= train.max_steps:
+            problems.append(f"train.warmup_steps ({train.warmup_steps}) must be below train.max_steps "
+                            f"({train.max_steps})")
+        if train.use_gpu and train.cpus_per_worker < 1:
+            problems.append("train.cpus_per_worker must be at least 1 with use_gpu")
     return problems
 
 

@@ -172,11 +172,11 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
-    ds = ray.data.read_parquet(curated_files(curated_dir), columns=["id", "text", "source"])
+    ds = ray.data.read_parquet(curated_files(curated_dir)).select_columns(["id", "text", "source"])
     results = ds.map_batches(
         TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
         fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
-        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_actors),
     ).take_all()
 
     dtype = token_dtype(tok.vocab_size)

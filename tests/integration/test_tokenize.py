@@ -1,0 +1,87 @@
+"""Tokenizer training and Ray Data tokenize+pack: the packed stream is exactly the curated documents."""
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from model.tokenizer import Tokenizer
+from pipeline.config import TokenizeConfig, TokenizerConfig
+from pipeline.packed import Manifest, PackedSplit
+from pipeline.tokenize import TokenizeError, tokenize_and_pack, train_tokenizer
+
+pytestmark = pytest.mark.integration
+
+WORDS = "the quick brown fox jumps over lazy dog def return class import yield lambda é ü 東京 😀".split()
+
+
+def write_curated(path, n_docs=120, seed=0):
+    rng = random.Random(seed)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 120))) + ("\n\n  x = 1\n" if i % 3 else "")
+             for i in range(n_docs)]
+    table = pa.table({"id": [f"doc-{i:04d}" for i in range(n_docs)], "text": texts,
+                      "source": ["a" if i % 2 else "b" for i in range(n_docs)], "kind": ["web"] * n_docs})
+    path.mkdir(parents=True)
+    pq.write_table(table.slice(0, 70), path / "part-00000.parquet")
+    pq.write_table(table.slice(70), path / "part-00001.parquet")
+    (path / "rejects").mkdir()
+    pq.write_table(table.slice(0, 3), path / "rejects" / "part-00000.parquet")  # must not be read
+    return dict(zip(table.column("id").to_pylist(), texts))
+
+
+def read_stream(tokens_dir, split):
+    """Each batch's rows then its tail segment, in manifest order: the documents' token stream."""
+    manifest = Manifest.read(tokens_dir)
+    info = manifest.splits[split]
+    tail_file = f"{split}/shard-tail.npy"
+    tail = np.load(tokens_dir / tail_file).ravel() if tail_file in info["files"] else np.empty(0)
+    stream, t = [], 0
+    for file, rows, tail_len in info["batches"]:
+        if file:
+            stream.append(np.load(tokens_dir / file).ravel())
+        stream.append(tail[t:t + tail_len])
+        t += tail_len
+    assert np.all(tail[t:] == manifest.pad_id)  # after the last tail only padding
+    return np.concatenate(stream).astype(np.int64)
+
+
+def test_packed_tokens_decode_back_to_the_documents(ray_session, tmp_path):
+    docs = write_curated(tmp_path / "curated")
+    info = train_tokenizer(tmp_path / "curated", tmp_path / "tok", TokenizerConfig(vocab_size=400))
+    tok = Tokenizer.from_file(tmp_path / "tok" / "tokenizer.json")
+    assert info["vocab_size"] == tok.vocab_size <= 400
+    cfg = TokenizeConfig(seq_len=16, val_fraction=0.2, batch_size=7, num_actors=2)
+    manifest = tokenize_and_pack(tmp_path / "curated", tmp_path / "tok", tmp_path / "tokens", cfg)
+    assert manifest.tokenizer_fingerprint == tok.fingerprint and manifest.seq_len == 16
+    recovered = {}
+    for split in ("train", "val"):
+        stream = read_stream(tmp_path / "tokens", split)
+        assert stream[-1] == tok.eot_id
+        pieces = np.split(stream, np.flatnonzero(stream == tok.eot_id) + 1)[:-1]
+        texts = [tok.decode(p[:-1].tolist()) for p in pieces]
+        assert len(texts) == manifest.splits[split]["documents"]
+        assert manifest.splits[split]["tokens"] == len(stream)
+        recovered[split] = texts
+        split_rows = PackedSplit(tmp_path / "tokens", split)
+        assert len(split_rows) == manifest.splits[split]["rows"]
+        assert split_rows.rows(np.arange(len(split_rows))).shape == (len(split_rows), 17)
+    # every document exactly once, in the split its id picks, byte for byte
+    assert sorted(recovered["train"] + recovered["val"]) == sorted(docs.values())
+    assert len(recovered["val"]) > 0
+    by_source = manifest.splits["train"]["by_source"]
+    assert set(by_source) == {"a", "b"} and sum(by_source.values()) == manifest.splits["train"]["tokens"]
+
+
+def test_tokenize_reruns_replace_output_and_missing_inputs_are_clear(ray_session, tmp_path):
+    write_curated(tmp_path / "curated", n_docs=40)
+    train_tokenizer(tmp_path / "curated", tmp_path / "tok", TokenizerConfig(vocab_size=300))
+    cfg = TokenizeConfig(seq_len=16, val_fraction=0.2, batch_size=16)
+    first = tokenize_and_pack(tmp_path / "curated", tmp_path / "tok", tmp_path / "tokens", cfg)
+    second = tokenize_and_pack(tmp_path / "curated", tmp_path / "tok", tmp_path / "tokens", cfg)
+    assert json.dumps(first.splits, sort_keys=True) == json.dumps(second.splits, sort_keys=True)
+    with pytest.raises(TokenizeError, match="run `ownlm curate` first"):
+        tokenize_and_pack(tmp_path / "nothing", tmp_path / "tok", tmp_path / "t2", cfg)
+    with pytest.raises(TokenizeError, match="run `ownlm tokenizer` first"):
+        tokenize_and_pack(tmp_path / "curated", tmp_path / "none", tmp_path / "t2", cfg)
