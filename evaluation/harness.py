@@ -1,0 +1,91 @@
+"""Run lm-eval tasks on an ownlm model and name the scores for MLflow.
+
+lm-eval reports `{"ownlm_pyfacts": {"acc,none": 0.25, "acc_stderr,none": "N/A", ...}}`;
+MLflow metric names may not hold commas (and ours hold no spaces), so `metrics` flattens that
+to `{"eval/ownlm_pyfacts/acc": 0.25}`: the filter suffix is dropped when it is lm-eval's
+default ("none") and kept as a path part otherwise (`eval/gsm8k/exact_match/strict-match`);
+standard errors keep their `_stderr` name and are dropped when lm-eval has none ("N/A").
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./]")
+
+
+def metric_name(task: str, key: str) -> str:
+    """`("arc_easy", "acc_norm,none")` -> `"eval/arc_easy/acc_norm"`."""
+    metric, _, filt = key.partition(",")
+    parts = [task, metric] + ([filt] if filt and filt != "none" else [])
+    return "eval/" + "/".join(_UNSAFE.sub("_", p) for p in parts)
+
+
+def flatten_metrics(results: dict) -> dict[str, float]:
+    """lm-eval's per-task results -> {"eval/<task>/<metric>": float}, numbers only."""
+    metrics = {}
+    for task, scores in results.items():
+        for key, value in scores.items():
+            if key == "alias" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                metrics[metric_name(task, key)] = float(value)
+    return metrics
+
+
+def _json_safe(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _task_manager(tasks: list[str], include_paths: list[str]):
+    """A TaskManager that knows the bundled tasks; lm-eval's own ~15k task configs are only
+    indexed (about 10 s) when a requested task is not found without them."""
+    from lm_eval.tasks import TaskManager
+
+    from evaluation.tasks import bundled_tasks, include_path
+
+    paths = [include_path(), *map(str, include_paths)]
+    manager = TaskManager(include_path=paths, include_defaults=False)
+    if all(t in manager.all_tasks or Path(t).is_file() for t in tasks):
+        return manager
+    manager = TaskManager(include_path=paths, include_defaults=True)
+    missing = [t for t in tasks if t not in manager.all_tasks and not Path(t).is_file()]
+    if missing:
+        raise ValueError(
+            f"unknown lm-eval task(s): {', '.join(missing)}. Bundled with ownlm: "
+            f"{', '.join(bundled_tasks())}; otherwise name a task lm-eval ships (`lm_eval --tasks list`), "
+            "a YAML file, or a folder of task YAMLs via include_paths")
+    return manager
+
+
+def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = None,
+                batch_size: int = 16, include_paths: list[str] = (), tokenizer=None,
+                device: str = "cpu") -> dict:
+    """Evaluate on lm-eval tasks; returns {"results": lm-eval's per-task results (JSON-safe),
+    "metrics": {"eval/<task>/<metric>": float}, "versions": ..., "n-shot": ...}.
+
+    model_or_path: a checkpoint folder, an `OwnLM`, or a Transformer (then pass `tokenizer`).
+    """
+    import lm_eval
+
+    from evaluation.lm_eval_adapter import OwnLM
+
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("run_lm_eval needs at least one task")
+    if isinstance(model_or_path, OwnLM):
+        lm = model_or_path
+    elif isinstance(model_or_path, (str, Path)):
+        lm = OwnLM(path=model_or_path, batch_size=batch_size, device=device)
+    elif tokenizer is not None:
+        lm = OwnLM.from_model(model_or_path, tokenizer, batch_size=batch_size)
+    else:
+        raise TypeError("run_lm_eval takes a checkpoint path, an OwnLM, or a model plus tokenizer=")
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=tasks, task_manager=_task_manager(tasks, list(include_paths)),
+        limit=limit, bootstrap_iters=0, log_samples=False)
+    results = _json_safe(out["results"])
+    return {"results": results, "metrics": flatten_metrics(results),
+            "versions": _json_safe(out.get("versions", {})), "n-shot": _json_safe(out.get("n-shot", {}))}
