@@ -106,7 +106,7 @@ class OwnLM(TemplateLM):
 
     @property
     def tokenizer_name(self) -> str:
-        return f"ownlm-bpe-{self.tokenizer.vocab_size}"
+        return f"ownlm-{self.tokenizer.fingerprint[:16]}"  # keys lm-eval's request cache
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
         return list(self.tokenizer.encode(string))

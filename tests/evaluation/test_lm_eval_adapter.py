@@ -35,10 +35,14 @@ def lm(checkpoint):
     return OwnLM(path=checkpoint.path, batch_size=3)
 
 
-def test_importing_registers_the_model():
+def test_importing_registers_the_model(checkpoint):
     from lm_eval.api.registry import get_model
 
     assert get_model("ownlm") is OwnLM
+    # What `lm_eval --model ownlm --model_args path=...,max_length=64 --batch_size 4` builds.
+    lm = get_model("ownlm").create_from_arg_string(
+        f"path={checkpoint.path},max_length=64", {"batch_size": 4, "max_batch_size": None, "device": None})
+    assert (lm.batch_size, lm.max_length, lm.device.type) == (4, 64, "cpu")
 
 
 def test_loglikelihood_matches_the_model_in_request_order(lm, checkpoint, corpus_text):
@@ -132,7 +136,7 @@ def gen_request(context: str, **gen_kwargs) -> Instance:
     return Instance("generate_until", doc={}, arguments=(context, gen_kwargs), idx=0)
 
 
-def test_generate_until_stops_at_the_until_string(lm, checkpoint):
+def test_generate_until_stops_at_the_until_string(lm):
     prompt = "def add(a, b):"
     (free,) = lm.generate_until([gen_request(prompt, until=[], max_gen_toks=24)])
     assert len(free) > 8, free
@@ -140,12 +144,12 @@ def test_generate_until_stops_at_the_until_string(lm, checkpoint):
     cut = free.index(stop)
 
     calls = []
-    forward = checkpoint.model.forward
-    checkpoint.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    forward = lm.model.forward
+    lm.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
     try:
         (stopped,) = lm.generate_until([gen_request(prompt, until=[stop], max_gen_toks=24)])
     finally:
-        del checkpoint.model.forward
+        del lm.model.forward
     assert stopped == free[:cut]
     assert len(calls) < 24  # decoding stopped once the stop string appeared
 
