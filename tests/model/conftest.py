@@ -33,6 +33,17 @@ def train_bpe(vocab_size: int = 400, special_tokens=SPECIAL_TOKENS) -> HFTokeniz
 
 
 @pytest.fixture(scope="session")
+def make_bpe():
+    """train_bpe itself: test modules cannot import conftest reliably (tests/ has several)."""
+    return train_bpe
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
 def tokenizer_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
     train_bpe().save(str(path))

@@ -1,0 +1,119 @@
+"""Generation: cache parity, stopping, sampling, the context window."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import get_preset
+from model.generate import generate, generate_stream, generate_text, sample
+from model.tokenizer import Tokenizer
+from model.transformer import Transformer
+
+
+@pytest.fixture
+def peaked_model():
+    """A debug model with larger init: peaked logits, so greedy never hinges on a near tie."""
+    torch.manual_seed(0)
+    return Transformer(get_preset("debug", init_std=0.1)).eval()
+
+
+PROMPT = [5, 17, 300, 42, 7]
+
+
+def test_kv_cache_greedy_equals_recompute_token_for_token(peaked_model):
+    cached = generate(peaked_model, PROMPT, 32, use_cache=True)
+    recomputed = generate(peaked_model, PROMPT, 32, use_cache=False)
+    assert len(cached) == 32
+    assert cached == recomputed
+    assert len(set(cached)) > 1  # a degenerate repeat would make the parity trivial
+
+
+def test_kv_cache_sampling_equals_recompute_with_a_seed(peaked_model):
+    kw = dict(temperature=1.0, top_k=50, top_p=0.9, seed=123)
+    assert generate(peaked_model, PROMPT, 20, use_cache=True, **kw) == generate(
+        peaked_model, PROMPT, 20, use_cache=False, **kw
+    )
+
+
+def test_stops_at_eos_and_returns_it_last(peaked_model):
+    free = generate(peaked_model, PROMPT, 30)
+    eos = free[5]
+    first = free.index(eos)
+    stopped = generate(peaked_model, PROMPT, 30, eos_id=eos)
+    assert stopped == free[: first + 1]
+
+
+def test_respects_max_new_tokens(peaked_model):
+    assert len(generate(peaked_model, PROMPT, 7)) == 7
+    assert generate(peaked_model, PROMPT, 0) == []
+    assert generate(peaked_model, PROMPT, 7) == generate(peaked_model, PROMPT, 12)[:7]
+
+
+def test_long_prompts_are_cut_from_the_left_to_fit_the_window(peaked_model):
+    window = peaked_model.cfg.max_seq_len  # 128
+    long_prompt = [int(t) for t in torch.randint(0, 4096, (200,), generator=torch.Generator().manual_seed(1))]
+    out = generate(peaked_model, long_prompt, 10)
+    assert out == generate(peaked_model, long_prompt[-(window - 10):], 10)
+
+
+def test_fit_window_keeps_the_newest_prompt_tokens_and_one_at_least():
+    from model.generate import _fit_window
+
+    assert _fit_window(list(range(10)), 4, max_seq_len=8) == ([6, 7, 8, 9], 4)
+    assert _fit_window(list(range(3)), 4, max_seq_len=8) == ([0, 1, 2], 4)
+    assert _fit_window(list(range(10)), 50, max_seq_len=8) == ([9], 7)
+
+
+def test_top_k_one_equals_greedy(peaked_model):
+    greedy = generate(peaked_model, PROMPT, 20)
+    assert generate(peaked_model, PROMPT, 20, temperature=1.0, top_k=1, seed=0) == greedy
+    assert generate(peaked_model, PROMPT, 20, temperature=5.0, top_k=1, seed=1) == greedy
+
+
+def test_seed_makes_sampling_repeatable(peaked_model):
+    a = generate(peaked_model, PROMPT, 20, temperature=1.5, seed=7)
+    assert a == generate(peaked_model, PROMPT, 20, temperature=1.5, seed=7)
+    assert a != generate(peaked_model, PROMPT, 20, temperature=1.5, seed=8)
+
+
+def test_generation_does_not_leak_inference_mode(peaked_model):
+    stream = generate_stream(peaked_model, PROMPT, 3)
+    next(stream)
+    assert not torch.is_inference_mode_enabled()
+    stream.close()
+
+
+def test_sample_greedy_top_k_and_top_p():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0, -1.0]])
+    assert sample(logits).tolist() == [1]
+    g = torch.Generator().manual_seed(0)
+    draws = {int(sample(logits, 1.0, top_k=2, generator=g)) for _ in range(200)}
+    assert draws == {1, 3}
+    # probs ~ [.03, .64, .09, .24, .01]: top_p=0.5 keeps only the best, 0.8 the best two
+    assert {int(sample(logits, 1.0, top_p=0.5, generator=g)) for _ in range(100)} == {1}
+    assert {int(sample(logits, 1.0, top_p=0.8, generator=g)) for _ in range(300)} == {1, 3}
+    batch = sample(torch.randn(4, 3, 10), 1.0, generator=g)
+    assert batch.shape == (4, 3)
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)])
+def test_bad_sampling_settings_fail_early(kw):
+    with pytest.raises(ValueError):
+        sample(torch.zeros(1, 5), **{"temperature": 1.0, **kw})
+
+
+def test_empty_prompt_is_an_error(peaked_model):
+    with pytest.raises(ValueError, match="at least one prompt token"):
+        generate(peaked_model, [], 5)
+
+
+def test_generate_text_stops_at_a_stop_string(tokenizer_file):
+    tok = Tokenizer.from_file(tokenizer_file)
+    torch.manual_seed(0)
+    model = Transformer(get_preset("debug", vocab_size=tok.vocab_size, init_std=0.1)).eval()
+    free = generate_text(model, tok, "The quick", max_new_tokens=40)
+    assert len(free) >= 4, free
+    stop = free[len(free) // 2 : len(free) // 2 + 2]
+    cut = generate_text(model, tok, "The quick", max_new_tokens=40, stop=[stop, "never-there"])
+    assert cut == free[: free.find(stop)]
+    assert stop not in cut
