@@ -102,7 +102,7 @@ def train_loop_per_worker(job_dict: dict) -> None:
                     f"the optimizer step; lower train.lr or raise train.warmup_steps")
             # DDP all-reduces gradients only on the last micro-step.
             sync = micro == tc["grad_accum_steps"] - 1
-            with (model.no_sync() if hasattr(model, "no_sync") and not sync else _null()):
+            with (model.no_sync() if hasattr(model, "no_sync") and not sync else contextlib.nullcontext()):
                 loss.backward()
             loss_sum += loss.item()
         grad_norm = None
