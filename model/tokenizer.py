@@ -63,7 +63,8 @@ class Tokenizer:
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of ids. Specials are kept by default so that decode(encode(s)) == s."""
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        ids = [int(i) for i in ids]  # numpy or tensor ids too; the Rust side wants ints
+        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def token_to_id(self, token: str) -> int | None:
         return self._tok.token_to_id(token)

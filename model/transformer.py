@@ -262,7 +262,8 @@ class Transformer(nn.Module):
         are written at start_pos and attention spans positions 0 .. start_pos + T - 1."""
         B, T = tokens.shape
         self._check_positions(B, T, cache, start_pos)
-        rope = (self.rope_cos[start_pos : start_pos + T], self.rope_sin[start_pos : start_pos + T])  # (T, hd/2) x2
+        positions = slice(start_pos, start_pos + T)
+        rope = (self.rope_cos[positions], self.rope_sin[positions])  # (T, hd/2) each
         h = self.tok_embeddings(tokens)  # (B, T, D)
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
