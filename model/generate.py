@@ -63,12 +63,14 @@ def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) 
         raise ValueError("; ".join(problems))
 
 
+@torch.inference_mode()
 def prefill(model: Transformer, tokens: torch.Tensor, cache: KVCache, start_pos: int = 0) -> torch.Tensor:
     """Run the prompt tokens (B, T) through the model, filling the cache at start_pos..;
     return the logits at the last position, (B, V)."""
     return model(tokens, cache=cache, start_pos=start_pos)[:, -1]
 
 
+@torch.inference_mode()
 def decode_one_token(model: Transformer, token: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
     """Feed one token per sequence, (B,) or (B, 1), at position pos; return logits (B, V)."""
     return model(token.view(-1, 1), cache=cache, start_pos=pos)[:, -1]
@@ -104,7 +106,6 @@ def decode_n_tokens(
             logits = model(torch.tensor([context], device=device))[:, -1]
 
 
-@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
 def generate_stream(
     model: Transformer,
     prompt_ids: list[int],
@@ -117,11 +118,17 @@ def generate_stream(
     use_cache: bool = True,
     seed: int | None = None,
 ) -> Iterator[int]:
-    """generate(), one token at a time as each is decoded (for streaming servers)."""
+    """generate(), one token at a time as each is decoded (for streaming servers).
+    Bad arguments raise here, at the call, not at the first next()."""
     _check_sampling(temperature, top_k, top_p)
     if not prompt_ids:
         raise ValueError("generate needs at least one prompt token (e.g. the end-of-text id)")
     context, n = _fit_window(list(prompt_ids), max_new_tokens, model.cfg.max_seq_len)
+    return _stream(model, context, n, temperature, top_k, top_p, eos_id, use_cache, seed)
+
+
+@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
+def _stream(model, context, n, temperature, top_k, top_p, eos_id, use_cache, seed) -> Iterator[int]:
     if n == 0:
         return
     device = model.tok_embeddings.weight.device

@@ -102,9 +102,11 @@ def test_bad_sampling_settings_fail_early(kw):
         sample(torch.zeros(1, 5), **{"temperature": 1.0, **kw})
 
 
-def test_empty_prompt_is_an_error(peaked_model):
+def test_bad_arguments_fail_at_the_call_not_at_the_first_token(peaked_model):
     with pytest.raises(ValueError, match="at least one prompt token"):
-        generate(peaked_model, [], 5)
+        generate_stream(peaked_model, [], 5)
+    with pytest.raises(ValueError, match="top_k"):
+        generate_stream(peaked_model, [1], 5, temperature=1.0, top_k=0)
 
 
 def test_generate_text_stops_at_a_stop_string(tokenizer_file):
