@@ -146,6 +146,11 @@ def _write_web(folder: Path, stdlib: Path) -> list[str]:
     import pydoc
     import re
 
+    # Document what each class defines, not what it inherits: pydoc repeats every inherited
+    # docstring in every subclass, which makes pages repeat themselves. (Safe to patch: this
+    # runs in its own interpreter.)
+    own_attrs = pydoc.classify_class_attrs
+    pydoc.classify_class_attrs = lambda cls: [a for a in own_attrs(cls) if a[2] is cls]
     folder.mkdir(parents=True)
     written = []
     for name in WEB_MODULES:

@@ -1,0 +1,136 @@
+"""Finding a source's files: a file, a folder or a glob, on any filesystem pyarrow can open.
+
+Listing happens on the driver, before any Ray work, so that a missing path or a source
+that matches nothing fails at once with a message naming the source and the path.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from pipeline.config import SourceConfig
+from pipeline.curate.records import CurateError
+from pipeline.layout import Layout
+
+# Files a folder listing takes, per format (a file or glob named in the config is taken as is).
+# Code takes every file: the code reader itself decides what to skip, and says why.
+EXTENSIONS = {
+    "jsonl": (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz"),
+    "parquet": (".parquet",),
+    "html": (".html", ".htm", ".xhtml"),
+    "text": (".txt", ".md", ".rst", ".text"),
+    "code": None,
+}
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """A source's files: absolute paths on `filesystem`, their sizes, and the folder that
+    relative paths (kept in `meta`, and in ids) are measured from."""
+
+    filesystem: pafs.FileSystem
+    base: str
+    paths: list[str]
+    sizes: list[int]
+    ignored: int
+    """Files under a listed folder that were not taken: hidden names, other extensions."""
+
+    def rel(self, path: str) -> str:
+        return relative(path, self.base)
+
+
+def relative(path: str, base: str) -> str:
+    prefix = base.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path.rsplit("/", 1)[-1]
+
+
+def list_source(src: SourceConfig, layout: Layout) -> SourceFiles:
+    """The files of one configured source, sorted; CurateError if there are none."""
+    location = layout.expand(src.path)
+    if "://" in location:
+        fs, path = pafs.FileSystem.from_uri(location)
+    else:
+        fs, path = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
+    where = f"source {src.name!r} ({src.format}): path {src.path!r}" + (
+        f" (= {location})" if location != src.path else "")
+    match = _GLOB_CHARS.search(path)
+    if match:
+        base = path[: match.start()].rsplit("/", 1)[0] or "/"
+        pattern = _glob_regex(path)
+        if not _exists(fs, base):
+            raise CurateError(f"{where} matches no files: {base} does not exist")
+        infos = [i for i in _walk(fs, base, where) if pattern.fullmatch(i.path)]
+        if not infos:
+            raise CurateError(f"{where} matches no files")
+        return _files(fs, base, infos, ignored=0)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise CurateError(f"{where} does not exist")
+    if info.type == pafs.FileType.File:
+        return _files(fs, path.rsplit("/", 1)[0], [info], ignored=0)
+    infos = _walk(fs, path, where)
+    taken = [i for i in infos if _takes(src.format, i.path[len(path):])]
+    if not taken:
+        exts = EXTENSIONS[src.format]
+        wanted = f" with extension {', '.join(exts)}" if exts else ""
+        raise CurateError(f"{where} is a folder with no files{wanted}")
+    return _files(fs, path, taken, ignored=len(infos) - len(taken))
+
+
+def _files(fs, base: str, infos, ignored: int) -> SourceFiles:
+    infos = sorted(infos, key=lambda i: i.path)
+    return SourceFiles(fs, base, [i.path for i in infos], [i.size for i in infos], ignored)
+
+
+def _walk(fs: pafs.FileSystem, base: str, where: str) -> list[pafs.FileInfo]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except OSError as e:
+        raise CurateError(f"{where}: cannot list {base}: {e}") from e
+    return [i for i in infos if i.type == pafs.FileType.File]
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _takes(fmt: str, rel: str) -> bool:
+    """Whether a folder listing takes the file at `rel`: no hidden parts, a known extension."""
+    if any(part.startswith(".") for part in rel.split("/") if part):
+        return False
+    exts = EXTENSIONS[fmt]
+    return exts is None or rel.lower().endswith(exts)
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """`*` and `?` stay within one path segment, `**/` spans any number of them."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape("["))
+                i += 1
+            else:
+                out.append("[" + pattern[i + 1:end].replace("!", "^", 1) + "]")
+                i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
