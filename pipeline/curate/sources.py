@@ -63,7 +63,9 @@ def list_source(src: SourceConfig, layout: Layout) -> SourceFiles:
         pattern = _glob_regex(path)
         if not _exists(fs, base):
             raise CurateError(f"{where} matches no files: {base} does not exist")
-        infos = [i for i in _walk(fs, base, where) if pattern.fullmatch(i.path)]
+        named_hidden = "/." in path  # like a shell, `*` does not match hidden names
+        infos = [i for i in _walk(fs, base, where) if pattern.fullmatch(i.path)
+                 and (named_hidden or not _hidden(i.path[len(base):]))]
         if not infos:
             raise CurateError(f"{where} matches no files")
         return _files(fs, base, infos, ignored=0)
@@ -100,10 +102,14 @@ def _exists(fs: pafs.FileSystem, path: str) -> bool:
 
 def _takes(fmt: str, rel: str) -> bool:
     """Whether a folder listing takes the file at `rel`: no hidden parts, a known extension."""
-    if any(part.startswith(".") for part in rel.split("/") if part):
+    if _hidden(rel):
         return False
     exts = EXTENSIONS[fmt]
     return exts is None or rel.lower().endswith(exts)
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/") if part)
 
 
 def _glob_regex(pattern: str) -> re.Pattern:
