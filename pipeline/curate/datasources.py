@@ -60,6 +60,6 @@ class ParquetRowsDatasource(FileBasedDatasource):
         for rb in pq.ParquetFile(f).iter_batches(batch_size=self.BATCH_ROWS):
             table = pa.Table.from_batches([rb])
             table = table.append_column("_path", pa.array([path] * len(table), pa.string()))
-            table = table.append_column("_line", pa.array(range(start, start + len(table)), pa.int64()))
+            table = table.append_column("_row", pa.array(range(start, start + len(table)), pa.int64()))
             start += len(table)
             yield table

@@ -80,7 +80,7 @@ class _Extractor(HTMLParser):
             return
         if not self.pre:
             data = _COLLAPSIBLE.sub(" ", data)
-            if self._at_line_start():
+            if self._after_whitespace():
                 data = data.lstrip(" ")
         if self.cell_start:
             data = data.lstrip(" " + _NBSP)
@@ -88,7 +88,7 @@ class _Extractor(HTMLParser):
         if data:
             self.parts.append(data)
 
-    def _at_line_start(self) -> bool:
+    def _after_whitespace(self) -> bool:
         return not self.parts or self.parts[-1].endswith("\n") or self.parts[-1].endswith(" ")
 
     def _newline(self, n: int):

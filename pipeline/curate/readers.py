@@ -163,32 +163,34 @@ class FileDocs:
 
 @dataclass(frozen=True)
 class RecordsToDocs:
-    """Record rows (their own fields plus `_path`, `_line`) to documents. The text field becomes
-    `text`, the id field `id`, every other field goes into `meta` beside `path` and `line`."""
+    """Parquet rows (their own fields plus `_path`, `_row`) to documents. The text field becomes
+    `text`, the id field `id`, every other field goes into `meta` beside `path` and `row`
+    (ours win over a record field of the same name)."""
 
     source: str
     kind: str
     text_field: str
     id_field: str
     base: str
+    POSITION = "row"  # the record's place in its file, in meta and in the locator `path:row`
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []
         for rec in batch.to_pylist():
-            path, line = rec.pop("_path"), rec.pop("_line")
-            rows.append(self.document(rec, relative(path, self.base), line))
+            path, row = rec.pop("_path"), rec.pop("_row")
+            rows.append(self.document(rec, relative(path, self.base), row))
         out = make_batch(rows)
         nbytes = [r.pop("_raw") for r in rows]
         return set_column(out, RAW_BYTES, nbytes, pa.int64())
 
-    def document(self, rec: dict, rel: str, line: int, raw_bytes: int | None = None) -> dict:
+    def document(self, rec: dict, rel: str, pos: int, raw_bytes: int | None = None) -> dict:
         text = rec.pop(self.text_field, None)
         own_id = rec.pop(self.id_field, None)
-        meta = {**rec, "path": rel, "line": line}
+        meta = {**rec, "path": rel, self.POSITION: pos}
         reason = KEPT if isinstance(text, str) else "missing_text"
         if not isinstance(text, str):
             text = "" if text is None else json.dumps(text, default=str)
-        doc = {"id": str(own_id) if own_id not in (None, "") else doc_id(self.source, f"{rel}:{line}"),
+        doc = {"id": str(own_id) if own_id not in (None, "") else doc_id(self.source, f"{rel}:{pos}"),
                "text": text, "source": self.source, "kind": self.kind, "meta": dump_meta(meta),
                "reason": reason}
         doc["_raw"] = raw_bytes if raw_bytes is not None else len(text.encode())
@@ -199,6 +201,8 @@ class RecordsToDocs:
 class ParseJsonl(RecordsToDocs):
     """JSON lines (`_path`, `_line`, `raw` bytes) to documents; a line that does not parse is a
     `malformed_json` reject that keeps the raw line as its text."""
+
+    POSITION = "line"  # 1-based
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []

@@ -149,7 +149,7 @@ def test_jsonl_gz_and_parquet_sources(curated, tmp_path):
     assert sorted(r["id"] for r in kept if r["source"] == "gz") == ["r0", "r1", "r2"]
     books = [r for r in kept if r["source"] == "pq"]
     assert len(books) == 2 and {json.loads(r["meta"])["lang"] for r in books} == {"en"}
-    assert [json.loads(r["meta"])["line"] for r in sorted(books, key=lambda r: r["text"])] == [0, 1]
+    assert [json.loads(r["meta"])["row"] for r in sorted(books, key=lambda r: r["text"])] == [0, 1]
 
 
 def test_missing_path_is_a_clear_error(curated, tmp_path):

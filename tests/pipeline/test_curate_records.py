@@ -49,10 +49,10 @@ def test_jsonl_corrupt_lines_become_rejects_not_errors():
 def test_records_use_configured_fields_and_keep_the_rest_in_meta():
     to_docs = RecordsToDocs("books", "book", "body", "isbn", "/data")
     batch = pa.table({"isbn": [978, None], "body": ["a long text", "another"], "year": [1999, 2001],
-                      "_path": ["/data/a.parquet", "/data/a.parquet"], "_line": [0, 1]})
+                      "_path": ["/data/a.parquet", "/data/a.parquet"], "_row": [0, 1]})
     rows = to_docs(batch).to_pylist()
     assert [r["id"] for r in rows] == ["978", doc_id("books", "a.parquet:1")]
-    assert json.loads(rows[0]["meta"]) == {"path": "a.parquet", "line": 0, "year": 1999}
+    assert json.loads(rows[0]["meta"]) == {"path": "a.parquet", "row": 0, "year": 1999}
     assert rows[1]["kind"] == "book" and rows[1]["reason"] == ""
 
 
