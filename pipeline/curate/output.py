@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 
 from pipeline.curate.records import text_bytes
 
-
 SORT_KEYS = [("id", "ascending"), ("source", "ascending"), ("meta", "ascending")]
 """Row order in the shards: by id; source and meta (path, line) break ties between equal ids."""
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 import pyarrow as pa
 
 from pipeline.config import SourceConfig

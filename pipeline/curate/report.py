@@ -47,7 +47,7 @@ class Tally:
             if col in batch.column_names:
                 cols[f"pii_{kind}"] = batch[col]
         table = pa.table({"source": batch["source"], "reason": batch["reason"], **cols})
-        names = [c for c in cols]
+        names = list(cols)
         grouped = table.group_by(["source", "reason"]).aggregate([(c, "sum") for c in names])
         for row in grouped.to_pylist():
             into = self.counts.setdefault((row["source"], row["reason"]), {})
