@@ -28,7 +28,8 @@ def flatten_metrics(results: dict) -> dict[str, float]:
     metrics = {}
     for task, scores in results.items():
         for key, value in scores.items():
-            if key == "alias" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            # `sample_len` is how many documents ran, not a score.
+            if key in ("alias", "sample_len") or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
                 metrics[metric_name(task, key)] = float(value)

@@ -32,7 +32,9 @@ def ensure_ray(cfg: Config, quiet: bool = True):
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if quiet:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING)
+    # The dashboard stays on: Ray Train's controller polls the state API it serves, and without it
+    # logs a warning every few seconds.
+    kwargs = dict(logging_level=logging.WARNING)
     if cfg.cluster.address:
         ray.init(address=cfg.cluster.address, **kwargs)
     else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 
 from pipeline.config import Config
 from pipeline.layout import Layout
@@ -62,6 +63,8 @@ def do_train(ctx: Context) -> dict:
 
     # Named by the stage fingerprint: an interrupted run with the same inputs resumes its checkpoints.
     run_name = "train-" + ctx.fingerprint[:12]
+    if ctx.forced:  # forced means start over, not resume the run's last checkpoint
+        shutil.rmtree(ctx.layout.train_runs / run_name, ignore_errors=True)
     metrics = run_train(ctx.cfg, ctx.layout.tokens, ctx.layout.tokenizer, ctx.layout.model,
                         ctx.layout.train_runs, run_name=run_name, run_id=ctx.tracker.run_id)
     ctx.tracker.log_artifact(ctx.layout.model, "checkpoint")
@@ -131,6 +134,8 @@ def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | N
     if from_stage and from_stage not in names:
         raise ValueError(f"--from {from_stage}: not one of {', '.join(names)}")
     forced = set(names[names.index(from_stage):]) if from_stage else set()
+    if "curate" in names:
+        check_sources(cfg, layout, sample_pending="sample" in names)
     tracker = Tracker(cfg)
     records = StageRecords(layout)
     ctx = Context(cfg, layout, tracker)
@@ -146,6 +151,24 @@ def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | N
             tracker.set_tags({"ownlm.ran": ",".join(ran) or "(none)"})
             _log_headline(ctx, summaries)
     return {"ran": ran, "summaries": summaries, "mlflow_ui": tracker.ui_command() if tracker.enabled else None}
+
+
+def check_sources(cfg: Config, layout: Layout, sample_pending: bool) -> None:
+    """Fail before starting Ray when a configured source is missing or empty, naming every one."""
+    from pipeline.curate.sources import list_source
+    from pipeline.curate.stage import CurateError
+
+    problems = []
+    for src in cfg.data.sources:
+        if sample_pending and "{sample}" in src.path:
+            continue  # the sample stage is about to build it
+        try:
+            list_source(src, layout)
+        except CurateError as e:
+            problems.append(str(e))
+    if problems:
+        raise CurateError("; ".join(problems) if len(problems) == 1 else
+                          f"{len(problems)} sources cannot be read:\n  - " + "\n  - ".join(problems))
 
 
 def _log_headline(ctx: Context, summaries: dict) -> None:

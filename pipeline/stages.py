@@ -31,6 +31,8 @@ class Context:
     tracker: Tracker
     fingerprint: str = ""
     """The running stage's fingerprint (set by run_stage)."""
+    forced: bool = False
+    """The stage runs because the user forced it (start over rather than resume)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def run_stage(stage: Stage, ctx: Context, records: StageRecords, force: bool = F
         return False, done.get("summary", {})
     print(f"== {stage.name}", flush=True)
     records.clear(stage.name)
-    ctx.fingerprint = fp
+    ctx.fingerprint, ctx.forced = fp, force
     start = time.perf_counter()
     tags = {"ownlm.fingerprint": fp, **{f"ownlm.input.{u}": str((records.read(u) or {}).get("fingerprint"))
                                          for u in stage.upstream}}

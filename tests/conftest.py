@@ -21,8 +21,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        # The dashboard serves the state API that Ray Train's controller polls.
+        ray.init(num_cpus=4, log_to_driver=False, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray

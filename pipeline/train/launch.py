@@ -41,7 +41,7 @@ def run_train(cfg: Config, tokens_dir: Path, tokenizer_dir: Path, output_dir: Pa
     `ownlm train` with the same inputs and config finds the run in storage and resumes from its
     latest checkpoint.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     job = build_job(cfg, tokens_dir, tokenizer_dir, run_id)
@@ -54,7 +54,11 @@ def run_train(cfg: Config, tokens_dir: Path, tokenizer_dir: Path, output_dir: Pa
         run_config=RunConfig(
             name=run_name, storage_path=str(storage_dir),
             checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints),
-            failure_config=FailureConfig(max_failures=tc.max_failures)),
+            failure_config=FailureConfig(max_failures=tc.max_failures),
+            # Progress lines come from rank 0's own prints; Train's per-report INFO logs would drown them.
+            logging_config=LoggingConfig(log_level="WARNING"),
+            # Train V2 also re-logs every print through its logger, which shows each line twice.
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}),
     )
     result = trainer.fit()
     if result.error:

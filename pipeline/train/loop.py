@@ -85,8 +85,9 @@ def train_loop_per_worker(job_dict: dict) -> None:
               f"start at step {step}", flush=True)
 
     # --- the loop
-    t0, window_loss, window_steps = time.perf_counter(), 0.0, 0
+    window_time, window_loss, window_steps = 0.0, 0.0, 0
     while step < tc["max_steps"]:
+        t0 = time.perf_counter()  # tokens/s counts training steps only, not validation or checkpoints
         lr = lr_at(step, **schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -111,35 +112,36 @@ def train_loop_per_worker(job_dict: dict) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        window_time += time.perf_counter() - t0
         window_loss += loss_sum
         window_steps += 1
 
         metrics: dict = {}
         if step % tc["log_every"] == 0 or step == tc["max_steps"]:
-            dt = time.perf_counter() - t0
             metrics.update({
                 "train/loss": _mean_across_workers(window_loss / window_steps, device),
                 "train/lr": lr,
-                "train/tokens_per_s": tokens_per_step * window_steps / dt,
+                "train/tokens_per_s": tokens_per_step * window_steps / window_time,
                 "train/epoch": pos.epoch + pos.step_in_epoch / loader.steps_per_epoch,
             })
             if grad_norm is not None:
                 metrics["train/grad_norm"] = grad_norm
-            t0, window_loss, window_steps = time.perf_counter(), 0.0, 0
+            window_time, window_loss, window_steps = 0.0, 0.0, 0
         if step % tc["eval_every"] == 0 or step == tc["max_steps"]:
             metrics["val/loss"] = validate(model, val_split, tc["batch_size"], tc["eval_batches"], rank,
                                            world, device)
             best_val = min(best_val, metrics["val/loss"])
         checkpoint_now = step % tc["checkpoint_every"] == 0 or step == tc["max_steps"]
-        if metrics or checkpoint_now:
-            metrics["step"] = step
-            if rank == 0:
-                _print_progress(step, tc["max_steps"], metrics)
-                if logger:
-                    logger.log({k: v for k, v in metrics.items() if k != "step"}, step=step)
+        if metrics and rank == 0:
+            _print_progress(step, tc["max_steps"], metrics)
+            if logger:
+                logger.log(metrics, step=step)
+        # Ray Train V2 hands each report to its controller, which polls every ~2 s; reporting every log
+        # interval would throttle training to that pace, so only validations and checkpoints go there.
+        if checkpoint_now or "val/loss" in metrics:
             state = {"optimizer": optimizer.state_dict(), "step": step, "position": asdict(pos),
                      "best_val": best_val, "torch_rng": torch.get_rng_state()}
-            _report(metrics, model, mcfg, job, state if checkpoint_now else None, rank)
+            _report({**metrics, "step": step}, model, mcfg, job, state if checkpoint_now else None, rank)
 
 
 def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int,

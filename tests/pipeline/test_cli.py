@@ -1,0 +1,57 @@
+"""The `ownlm` command as a user meets it: help, and one clear line for bad input instead of a traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.stages import STAGES
+
+
+def ownlm(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_help_lists_every_stage():
+    out = ownlm("--help")
+    assert out.returncode == 0
+    for stage in ["run", *STAGES]:
+        assert stage in out.stdout
+    train = ownlm("train", "--help").stdout
+    assert "--config" in train and "--set" in train and "--root" in train
+
+
+def test_bad_config_lists_every_problem_and_exits_2(tmp_path):
+    out = ownlm("run", "--root", str(tmp_path), "--set", "train.lr=-1", "--set", "model.preset=huge",
+                "--set", "train.bogus=1")
+    assert out.returncode == 2
+    assert "3 problem(s)" in out.stderr
+    assert "train.lr" in out.stderr and "model.preset" in out.stderr and "train.bogus" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # stopped before any work
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/nonexistent/corpus/*.jsonl", "matches no files"),
+    ("/nonexistent/corpus", "does not exist"),
+])
+def test_missing_input_is_one_clear_line(tmp_path, path, expected):
+    out = ownlm("curate", "--root", str(tmp_path), "--set", "data.sample=false",
+                "--set", f"data.sources=[{{name: mine, format: jsonl, path: '{path}'}}]")
+    assert out.returncode == 1, out.stderr
+    assert f"ownlm: error: source 'mine' (jsonl): path '{path}'" in out.stderr
+    assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_empty_source_folder_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = ownlm("run", "--root", str(tmp_path), "--set", "data.sample=false",
+                "--set", f"data.sources=[{{name: books, format: text, path: '{tmp_path / 'empty'}'}}]")
+    assert out.returncode == 1
+    assert "source 'books' (text)" in out.stderr and "no files" in out.stderr
+
+
+def test_config_command_prints_the_resolved_config(tmp_path):
+    out = ownlm("config", "--root", str(tmp_path), "--set", "train.max_steps=70")
+    assert out.returncode == 0
+    assert "max_steps: 70" in out.stdout and str(tmp_path) in out.stdout
