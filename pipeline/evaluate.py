@@ -37,15 +37,17 @@ def _max_id(split: PackedSplit) -> int:
     return max((int(rows.max()) for rows in split.batches(4096)), default=0)
 
 
-def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path, out_dir: Path) -> dict:
-    """Evaluate the checkpoint in model_dir; write out_dir/results.json; return {"metrics", ...}."""
+def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | None, out_dir: Path) -> dict:
+    """Evaluate the checkpoint in model_dir; write out_dir/results.json; return {"metrics", ...}.
+
+    Perplexity needs the packed tokens (tokens_dir); without them only the tasks run."""
     from model.checkpoint import load_model, load_tokenizer
 
     model, _ = load_model(model_dir)
     model.eval()
     metrics: dict[str, float] = {}
     results: dict = {}
-    if cfg.perplexity:
+    if cfg.perplexity and tokens_dir is not None:
         from evaluation.perplexity import perplexity
 
         ppl = perplexity(model, tokens_dir, split="val", batch_size=cfg.batch_size, max_batches=cfg.max_batches)

@@ -65,8 +65,8 @@ def do_train(ctx: Context) -> dict:
     run_name = "train-" + ctx.fingerprint[:12]
     if ctx.forced:  # forced means start over, not resume the run's last checkpoint
         shutil.rmtree(ctx.layout.train_runs / run_name, ignore_errors=True)
-    metrics = run_train(ctx.cfg, ctx.layout.tokens, ctx.layout.tokenizer, ctx.layout.model,
-                        ctx.layout.train_runs, run_name=run_name, run_id=ctx.tracker.run_id)
+    metrics = run_train(ctx.cfg, ctx.layout.tokens, ctx.layout.model, ctx.layout.train_runs,
+                        run_name=run_name, run_id=ctx.tracker.run_id)
     ctx.tracker.log_artifact(ctx.layout.model, "checkpoint")
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
@@ -74,7 +74,11 @@ def do_train(ctx: Context) -> dict:
 def do_eval(ctx: Context) -> dict:
     from pipeline.evaluate import evaluate_checkpoint
 
-    results = evaluate_checkpoint(ctx.cfg.eval, ctx.layout.model, ctx.layout.tokens, ctx.layout.eval)
+    tokens = ctx.layout.tokens
+    if ctx.cfg.eval.perplexity and not (tokens / "manifest.json").is_file():
+        print(f"   perplexity skipped: no packed tokens at {tokens} (pass --data TOKENS_DIR)", flush=True)
+        tokens = None
+    results = evaluate_checkpoint(ctx.cfg.eval, ctx.layout.model, tokens, ctx.layout.eval)
     ctx.tracker.log_metrics(results["metrics"])
     ctx.tracker.log_artifact(ctx.layout.eval / "results.json", "eval")
     for name, value in sorted(results["metrics"].items()):
@@ -120,15 +124,17 @@ def stages_for(cfg: Config) -> list[str]:
     return [s for s in STAGES if s != "sample" or cfg.data.sample]
 
 
-def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | None = None) -> dict:
+def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | None = None,
+                 layout: Layout | None = None, direct: bool = False) -> dict:
     """Run every stage (or `only` these) in order; `from_stage` forces it and everything after it.
 
     `ownlm run` opens one parent MLflow run with a nested run per stage; a single-stage
-    command (`ownlm curate`, ...) gets one top-level run for its stage.
+    command (`ownlm curate`, ...) gets one top-level run for its stage. `direct` runs the
+    stages on the given layout every time and leaves no stage record (explicit paths).
     """
     from pipeline.raysession import ensure_ray
 
-    layout = Layout(cfg.root)
+    layout = layout or Layout(cfg.root)
     layout.root.mkdir(parents=True, exist_ok=True)
     names = only or stages_for(cfg)
     if from_stage and from_stage not in names:
@@ -144,13 +150,16 @@ def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | N
     parent = tracker.run("ownlm run", stage="run") if only is None else contextlib.nullcontext()
     with parent:
         for name in names:
-            did, summaries[name] = run_stage(PIPELINE[name], ctx, records, force=name in forced)
+            did, summaries[name] = run_stage(PIPELINE[name], ctx, records, force=name in forced,
+                                             record=not direct)
             if did:
                 ran.append(name)
         if only is None:
             tracker.set_tags({"ownlm.ran": ",".join(ran) or "(none)"})
             _log_headline(ctx, summaries)
-    return {"ran": ran, "summaries": summaries, "mlflow_ui": tracker.ui_command() if tracker.enabled else None}
+    outputs = [str(p.parent) for name in ran for p in PIPELINE[name].outputs(layout)]
+    return {"ran": ran, "summaries": summaries, "layout": layout, "outputs": outputs,
+            "mlflow_ui": tracker.ui_command() if tracker.enabled else None}
 
 
 def check_sources(cfg: Config, layout: Layout, sample_pending: bool) -> None:

@@ -110,16 +110,20 @@ def fingerprint(stage: Stage, ctx: Context, records: StageRecords) -> str:
     return hash_json(parts)
 
 
-def run_stage(stage: Stage, ctx: Context, records: StageRecords, force: bool = False) -> tuple[bool, dict]:
-    """Run one stage unless it is finished with the same fingerprint. Returns (ran, summary)."""
+def run_stage(stage: Stage, ctx: Context, records: StageRecords, force: bool = False,
+              record: bool = True) -> tuple[bool, dict]:
+    """Run one stage unless it is finished with the same fingerprint. Returns (ran, summary).
+
+    With record=False (explicit paths) the stage neither reads nor writes its record."""
     fp = fingerprint(stage, ctx, records)
-    done = records.read(stage.name)
+    done = records.read(stage.name) if record else None
     outputs_exist = all(p.exists() for p in stage.outputs(ctx.layout))
     if not force and done and done.get("fingerprint") == fp and outputs_exist:
         print(f"== {stage.name}: unchanged, skipped (fingerprint {fp[:12]})", flush=True)
         return False, done.get("summary", {})
     print(f"== {stage.name}", flush=True)
-    records.clear(stage.name)
+    if record:
+        records.clear(stage.name)
     ctx.fingerprint, ctx.forced = fp, force
     start = time.perf_counter()
     tags = {"ownlm.fingerprint": fp, **{f"ownlm.input.{u}": str((records.read(u) or {}).get("fingerprint"))
@@ -129,7 +133,8 @@ def run_stage(stage: Stage, ctx: Context, records: StageRecords, force: bool = F
         seconds = time.perf_counter() - start
         ctx.tracker.log_metrics({f"{stage.name}/seconds": seconds})
         run_id = ctx.tracker.run_id
-    records.write(stage.name, {"fingerprint": fp, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                               "seconds": round(seconds, 1), "mlflow_run_id": run_id, "summary": summary})
+    if record:
+        records.write(stage.name, {"fingerprint": fp, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                   "seconds": round(seconds, 1), "mlflow_run_id": run_id, "summary": summary})
     print(f"   {stage.name} done in {seconds:.1f}s", flush=True)
     return True, summary

@@ -210,6 +210,8 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     manifest = Manifest(seq_len=cfg.seq_len, dtype=dtype.name, eot_id=tok.eot_id, pad_id=tok.pad_id,
                         tokenizer_fingerprint=tok.fingerprint, splits=splits)
     manifest.write(tmp)
+    # The tokens carry their tokenizer, so `ownlm train --data DIR` needs nothing else.
+    shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     return manifest

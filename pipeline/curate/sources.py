@@ -140,3 +140,45 @@ def _glob_regex(pattern: str) -> re.Pattern:
             out.append(re.escape(pattern[i]))
             i += 1
     return re.compile("".join(out))
+
+
+# ---------------------------------------------------------------- `ownlm curate --input PATH`
+
+_FORMAT_BY_SUFFIX = [
+    ((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz"), "jsonl", "web"),
+    ((".parquet",), "parquet", "web"),
+    ((".html", ".htm", ".xhtml"), "html", "web"),
+    ((".txt", ".md", ".rst", ".text"), "text", "prose"),
+]
+
+
+def infer_source(path: str, taken_names: set[str] = frozenset()) -> SourceConfig:
+    """A source for a bare `--input PATH`: format and kind from the extension (of the path, the glob,
+    or the files a folder holds), name from the last path part. A folder of mixed files is code."""
+    lowered = path.lower().rstrip("/")
+    fmt, kind = _by_suffix(lowered)
+    if fmt is None and "://" not in path and os.path.isdir(os.path.expanduser(path)):
+        counts: dict[tuple[str, str], int] = {}
+        for root, _, files in os.walk(os.path.expanduser(path)):
+            for f in files:
+                found = _by_suffix(f.lower())
+                if found[0]:
+                    counts[found] = counts.get(found, 0) + 1
+        total = sum(len(files) for _, _, files in os.walk(os.path.expanduser(path)))
+        best = max(counts, key=counts.get) if counts else None
+        # A folder whose files are all one data format is that format; anything else is a source tree.
+        fmt, kind = best if best and counts[best] == total else ("code", "code")
+    if fmt is None:
+        fmt, kind = "code", "code"
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", lowered.rsplit("/", 1)[-1].split("*")[0]).strip("-.") or "input"
+    name, i = base, 2
+    while name in taken_names:
+        name, i = f"{base}-{i}", i + 1
+    return SourceConfig(name=name, kind=kind, format=fmt, path=path)
+
+
+def _by_suffix(lowered: str) -> tuple[str | None, str | None]:
+    for suffixes, fmt, kind in _FORMAT_BY_SUFFIX:
+        if lowered.endswith(suffixes):
+            return fmt, kind
+    return None, None

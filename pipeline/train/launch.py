@@ -14,11 +14,14 @@ class TrainError(RuntimeError):
     pass
 
 
-def build_job(cfg: Config, tokens_dir: Path, tokenizer_dir: Path, run_id: str | None) -> TrainJob:
+def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
     from model.tokenizer import Tokenizer
 
     manifest = Manifest.read(tokens_dir)
-    tokenizer_path = Path(tokenizer_dir) / "tokenizer.json"
+    tokenizer_path = Path(tokens_dir) / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise TrainError(f"{tokenizer_path} not found: the tokens folder must hold the tokenizer that made "
+                         f"it (`ownlm tokenize` writes it there)")
     tok = Tokenizer.from_file(tokenizer_path)
     if manifest.tokenizer_fingerprint != tok.fingerprint:
         raise TrainError(f"the tokens in {tokens_dir} were made with another tokenizer than "
@@ -33,8 +36,8 @@ def build_job(cfg: Config, tokens_dir: Path, tokenizer_dir: Path, run_id: str | 
                     metadata={"preset": cfg.model.preset, "tokenizer_fingerprint": tok.fingerprint})
 
 
-def run_train(cfg: Config, tokens_dir: Path, tokenizer_dir: Path, output_dir: Path, storage_dir: Path,
-              run_name: str, run_id: str | None = None) -> dict:
+def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path, run_name: str,
+              run_id: str | None = None) -> dict:
     """Train with Ray Train; copy the final checkpoint to output_dir. Returns the last reported metrics.
 
     The Ray Train run is named by the caller (from the stage fingerprint): rerunning an interrupted
@@ -44,7 +47,7 @@ def run_train(cfg: Config, tokens_dir: Path, tokenizer_dir: Path, output_dir: Pa
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    job = build_job(cfg, tokens_dir, tokenizer_dir, run_id)
+    job = build_job(cfg, tokens_dir, run_id)
     tc = cfg.train
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -30,7 +30,7 @@ def train_cfg(root, **train):
 
 def test_two_workers_train_checkpoint_and_resume(tokens, tmp_path):
     cfg = train_cfg(tmp_path, max_steps=12, log_every=4, eval_every=6, checkpoint_every=6)
-    metrics = run_train(cfg, tokens / "tokens", tokens / "tok", tmp_path / "model", tmp_path / "runs", "t1")
+    metrics = run_train(cfg, tokens / "tokens", tmp_path / "model", tmp_path / "runs", "t1")
     assert metrics["step"] == 12
     first_val = metrics["val/loss"]
     model, mcfg = load_model(tmp_path / "model")
@@ -39,14 +39,14 @@ def test_two_workers_train_checkpoint_and_resume(tokens, tmp_path):
     assert state["step"] == 12 and state["position"]["step_in_epoch"] + state["position"]["epoch"] > 0
     # the same run name with a larger budget continues from step 12 instead of starting over
     cfg = train_cfg(tmp_path, max_steps=18, log_every=3, eval_every=6, checkpoint_every=6)
-    metrics = run_train(cfg, tokens / "tokens", tokens / "tok", tmp_path / "model", tmp_path / "runs", "t1")
+    metrics = run_train(cfg, tokens / "tokens", tmp_path / "model", tmp_path / "runs", "t1")
     assert load_train_state(tmp_path / "model")["step"] == 18
     assert metrics["val/loss"] < first_val
     # a random model is near log(vocab); the trained one is far below
     assert metrics["val/loss"] < torch.log(torch.tensor(float(mcfg.vocab_size))).item() - 1.0
 
 
-def test_mismatched_tokenizer_is_refused(tokens, tmp_path):
+def test_tokens_must_carry_their_own_tokenizer(tokens, tmp_path):
     import shutil
 
     shutil.copytree(tokens / "tokens", tmp_path / "tokens")
@@ -54,4 +54,7 @@ def test_mismatched_tokenizer_is_refused(tokens, tmp_path):
     manifest["tokenizer_fingerprint"] = "0" * 64
     (tmp_path / "tokens" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(TrainError, match="another tokenizer"):
-        build_job(train_cfg(tmp_path, max_steps=3), tmp_path / "tokens", tokens / "tok", run_id=None)
+        build_job(train_cfg(tmp_path, max_steps=3), tmp_path / "tokens", run_id=None)
+    (tmp_path / "tokens" / "tokenizer.json").unlink()
+    with pytest.raises(TrainError, match="must hold the tokenizer"):
+        build_job(train_cfg(tmp_path, max_steps=3), tmp_path / "tokens", run_id=None)
