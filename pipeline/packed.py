@@ -90,11 +90,10 @@ class PackedSplit:
             yield self.rows(np.arange(start, min(start + batch_size, n)))
 
 
-def inputs_and_targets(rows, pad_id: int, ignore_index: int = -100):
-    """Split (b, T+1) rows into inputs (b, T) and targets (b, T) with padding masked out of the loss."""
+def inputs_and_targets(rows, pad_id: int):
+    """Split (b, T+1) rows into next-token inputs (b, T) and targets (b, T), padding masked out."""
     import torch
 
-    rows = torch.as_tensor(rows, dtype=torch.long)
-    inputs, targets = rows[:, :-1], rows[:, 1:].clone()
-    targets[targets == pad_id] = ignore_index
-    return inputs, targets
+    from model.objectives import shift_for_next_token
+
+    return shift_for_next_token(torch.as_tensor(rows, dtype=torch.long), pad_id)

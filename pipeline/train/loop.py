@@ -44,7 +44,8 @@ def train_loop_per_worker(job_dict: dict) -> None:
 
     from model.checkpoint import load_model, load_train_state
     from model.config import ModelConfig
-    from model.transformer import Transformer, lm_loss
+    from model.objectives import training_loss
+    from model.transformer import Transformer
     from pipeline.tracking import RemoteMetricLogger
 
     job = TrainJob(**job_dict)
@@ -94,9 +95,10 @@ def train_loop_per_worker(job_dict: dict) -> None:
         model.train()
         loss_sum = 0.0
         for micro in range(tc["grad_accum_steps"]):
-            inputs, targets = inputs_and_targets(loader.batch(pos), train_split.pad_id)
+            rows = torch.as_tensor(loader.batch(pos), dtype=torch.long, device=device)
             pos = loader.advance(pos)
-            loss = lm_loss(model(inputs.to(device)), targets.to(device)) / tc["grad_accum_steps"]
+            loss = training_loss(model, rows, family=job.model.get("family", "causal"),
+                                 pad_id=train_split.pad_id) / tc["grad_accum_steps"]
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss is {loss.item()} at step {step} (lr {lr:.2e}) on rank {rank}: stopping before "
