@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.packed import PackedSplit, inputs_and_targets
+from model.objectives import IGNORE_INDEX, shift_for_next_token
+from pipeline.packed import PackedSplit
 
-IGNORE_INDEX = -100
 
 
 @torch.inference_mode()
@@ -36,7 +36,7 @@ def perplexity(model, tokens_dir: str | Path, split: str = "val", batch_size: in
     nll_sum, count, batches = 0.0, 0, 0
     try:
         for rows in data.batches(batch_size, max_batches):
-            inputs, targets = inputs_and_targets(rows, data.pad_id, IGNORE_INDEX)
+            inputs, targets = shift_for_next_token(torch.as_tensor(rows, dtype=torch.long), data.pad_id)
             inputs, targets = inputs.to(device), targets.to(device)
             logits = model(inputs)  # (B, T, V)
             nll_sum += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),

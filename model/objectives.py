@@ -19,15 +19,23 @@ def shift_for_next_token(rows: torch.Tensor, pad_id: int) -> tuple[torch.Tensor,
     return inputs, targets
 
 
-def causal_lm_loss(model, rows: torch.Tensor, pad_id: int) -> torch.Tensor:
+def causal_lm_terms(model, rows: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Autoregressive: predict every next token from the ones before it."""
     inputs, targets = shift_for_next_token(rows, pad_id)
-    return lm_loss(model(inputs), targets, ignore_index=IGNORE_INDEX)
+    count = (targets != IGNORE_INDEX).sum()
+    return lm_loss(model(inputs), targets, ignore_index=IGNORE_INDEX) * count, count
 
 
-def training_loss(model, rows: torch.Tensor, *, family: str = "causal", pad_id: int,
-                  mask_id: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The loss of one batch of packed rows for the model family (`ModelConfig.family`)."""
+def loss_terms(model, rows: torch.Tensor, *, family: str = "causal", pad_id: int, mask_id: int | None = None,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, predicted-token count) of one batch of packed rows for the model family
+    (`ModelConfig.family`); sums over batches give exact token-weighted means."""
     if family == "causal":
-        return causal_lm_loss(model, rows, pad_id)
+        return causal_lm_terms(model, rows, pad_id)
     raise ValueError(f"unknown model family {family!r}; known: causal")
+
+
+def training_loss(model, rows: torch.Tensor, **kwargs) -> torch.Tensor:
+    """The mean loss per predicted token of one batch (keyword arguments as `loss_terms`)."""
+    total, count = loss_terms(model, rows, **kwargs)
+    return total / count.clamp(min=1)

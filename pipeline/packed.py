@@ -89,11 +89,3 @@ class PackedSplit:
                 return
             yield self.rows(np.arange(start, min(start + batch_size, n)))
 
-
-def inputs_and_targets(rows, pad_id: int):
-    """Split (b, T+1) rows into next-token inputs (b, T) and targets (b, T), padding masked out."""
-    import torch
-
-    from model.objectives import shift_for_next_token
-
-    return shift_for_next_token(torch.as_tensor(rows, dtype=torch.long), pad_id)

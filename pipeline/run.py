@@ -157,7 +157,7 @@ def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | N
         if only is None:
             tracker.set_tags({"ownlm.ran": ",".join(ran) or "(none)"})
             _log_headline(ctx, summaries)
-    outputs = [str(p.parent) for name in ran for p in PIPELINE[name].outputs(layout)]
+    outputs = list(dict.fromkeys(str(p.parent) for name in ran for p in PIPELINE[name].outputs(layout)))
     return {"ran": ran, "summaries": summaries, "layout": layout, "outputs": outputs,
             "mlflow_ui": tracker.ui_command() if tracker.enabled else None}
 

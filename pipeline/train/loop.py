@@ -7,6 +7,7 @@ JSON-safe dict (`TrainJob`), so the loop can also run in a plain process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.packed import PackedSplit, inputs_and_targets
+from pipeline.packed import PackedSplit
 from pipeline.train.data import Position, ShuffledBatches
 from pipeline.train.schedule import build_optimizer, lr_at
 
@@ -50,6 +51,8 @@ def train_loop_per_worker(job_dict: dict) -> None:
 
     job = TrainJob(**job_dict)
     tc = job.train
+    # Ray Train logs every report at INFO from the workers; our own progress lines say the same.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(tc["cpus_per_worker"])))
@@ -131,7 +134,7 @@ def train_loop_per_worker(job_dict: dict) -> None:
             window_time, window_loss, window_steps = 0.0, 0.0, 0
         if step % tc["eval_every"] == 0 or step == tc["max_steps"]:
             metrics["val/loss"] = validate(model, val_split, tc["batch_size"], tc["eval_batches"], rank,
-                                           world, device)
+                                           world, device, family=job.model.get("family", "causal"))
             best_val = min(best_val, metrics["val/loss"])
         checkpoint_now = step % tc["checkpoint_every"] == 0 or step == tc["max_steps"]
         if metrics and rank == 0:
@@ -146,21 +149,24 @@ def train_loop_per_worker(job_dict: dict) -> None:
             _report({**metrics, "step": step}, model, mcfg, job, state if checkpoint_now else None, rank)
 
 
-def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int,
-             device) -> float:
-    """Token-weighted mean validation loss over the first max_batches*world batches, split across workers."""
-    from model.transformer import lm_loss
+def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int, device,
+             family: str = "causal") -> float:
+    """Token-weighted mean validation loss over the first max_batches*world batches, split across workers.
+
+    Objectives that draw random masks use a fixed seed, so every validation scores the same task."""
+    from model.objectives import loss_terms
 
     model.eval()
     n_rows = min(len(split), batch_size * max_batches * world)
     mine = np.arange(rank, n_rows, world)
+    generator = torch.Generator(device="cpu").manual_seed(rank)
     total = torch.zeros(2, dtype=torch.float64, device=device)
     with torch.no_grad():
         for start in range(0, len(mine), batch_size):
-            inputs, targets = inputs_and_targets(split.rows(mine[start:start + batch_size]), split.pad_id)
-            n = (targets != -100).sum()
-            total[0] += lm_loss(model(inputs.to(device)), targets.to(device)).double() * n
-            total[1] += n
+            rows = torch.as_tensor(split.rows(mine[start:start + batch_size]), dtype=torch.long, device=device)
+            loss_sum, count = loss_terms(model, rows, family=family, pad_id=split.pad_id, generator=generator)
+            total[0] += loss_sum.double()
+            total[1] += count
     if torch.distributed.is_initialized():
         torch.distributed.all_reduce(total)
     model.train()

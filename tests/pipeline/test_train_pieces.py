@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.packed import Manifest, PackedSplit, inputs_and_targets
+from model.objectives import shift_for_next_token
+from pipeline.packed import Manifest, PackedSplit
 from pipeline.train.data import Position, ShuffledBatches
 from pipeline.train.schedule import build_optimizer, lr_at
 
@@ -47,7 +48,7 @@ def test_packed_split_reads_rows_across_shards(tmp_path):
     assert len(split) == 50
     idx = np.array([0, 17, 33, 49, 16])
     np.testing.assert_array_equal(split.rows(idx), rows[idx])
-    inputs, targets = inputs_and_targets(np.array([[5, 6, 1, 1]]), pad_id=1)
+    inputs, targets = shift_for_next_token(torch.tensor([[5, 6, 1, 1]]), pad_id=1)
     assert inputs.tolist() == [[5, 6, 1]] and targets.tolist() == [[6, -100, -100]]
 
 
