@@ -67,6 +67,18 @@ class PackedSplit:
     def __len__(self) -> int:
         return int(self._offsets[-1])
 
+    def source_rows(self) -> dict[str, np.ndarray]:
+        """Global row indices of each source (rows never mix sources; see pipeline/tokenize.py)."""
+        sources = self.manifest.splits[self.split].get("sources")
+        if not sources:  # a manifest without per-source packing: one anonymous source
+            return {"": np.arange(len(self))}
+        index = {f.relative_to(self.dir).as_posix(): i for i, f in enumerate(self.files)}
+        out = {}
+        for name, info in sources.items():
+            spans = [np.arange(self._offsets[index[f]], self._offsets[index[f] + 1]) for f in info["files"]]
+            out[name] = np.concatenate(spans) if spans else np.empty(0, dtype=np.int64)
+        return out
+
     @property
     def pad_id(self) -> int:
         return self.manifest.pad_id

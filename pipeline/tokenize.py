@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,8 +116,18 @@ def pack_rows(token_lists: list[list[int]], eot_id: int, row_len: int, dtype) ->
     return joined[: n_full * row_len].reshape(n_full, row_len), joined[n_full * row_len:]
 
 
+def source_slug(source: str) -> str:
+    """A folder name for a source's shards (source names are free text in the config)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source).strip("-.") or "source"
+    return f"{slug}-{hashlib.sha1(source.encode()).hexdigest()[:6]}"
+
+
 class TokenizePack:
-    """Ray Data actor: loads the tokenizer once, tokenizes a batch, writes its packed shards."""
+    """Ray Data actor: loads the tokenizer once, tokenizes a batch, writes its packed shards.
+
+    Each source is packed apart from the others, so every row belongs to one source and the
+    training loader can weight sources (`SourceConfig.weight`) row by row.
+    """
 
     def __init__(self, tokenizer_path: str, out_dir: str, seq_len: int, val_fraction: float):
         from model.tokenizer import Tokenizer
@@ -133,25 +144,22 @@ class TokenizePack:
         sources = batch.column("source").to_pylist()
         # The batch's first id names its shards, so a retried task overwrites its own files.
         name = hashlib.sha1(ids[0].encode()).hexdigest()[:16] if ids else "empty"
-        out = {k: [] for k in ("split", "file", "rows", "tokens", "documents", "by_source", "tail", "key")}
-        for split in ("train", "val"):
-            picks = [i for i, d in enumerate(ids) if split_of(d, self.val_fraction) == split]
-            if not picks:
-                continue
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, doc_id in enumerate(ids):
+            groups.setdefault((split_of(doc_id, self.val_fraction), sources[i]), []).append(i)
+        out = {k: [] for k in ("split", "source", "file", "rows", "tokens", "documents", "tail", "key")}
+        for (split, source), picks in sorted(groups.items()):
             rows, tail = pack_rows([encoded[i] for i in picks], self.tok.eot_id, self.row_len, self.dtype)
-            rel = f"{split}/shard-{name}.npy"
+            rel = f"{split}/{source_slug(source)}/shard-{name}.npy"
             if len(rows):
-                (self.out / split).mkdir(parents=True, exist_ok=True)
+                (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
                 np.save(self.out / rel, rows)
-            by_source: dict[str, int] = {}
-            for i in picks:
-                by_source[sources[i]] = by_source.get(sources[i], 0) + len(encoded[i]) + 1
             out["split"].append(split)
+            out["source"].append(source)
             out["file"].append(rel if len(rows) else "")
             out["rows"].append(len(rows))
             out["tokens"].append(int(rows.size + tail.size))
             out["documents"].append(len(picks))
-            out["by_source"].append(json.dumps(by_source))
             out["tail"].append(tail.astype(np.int64).tolist())
             out["key"].append(ids[picks[0]])
         return pa.table(out)
@@ -182,30 +190,19 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     dtype = token_dtype(tok.vocab_size)
     splits = {}
     for split in ("train", "val"):
-        mine = sorted((r for r in results if r["split"] == split), key=lambda r: r["key"])
+        mine = [r for r in results if r["split"] == split]
         if not mine:
             raise TokenizeError(f"the {split} split is empty: the corpus is too small for "
                                 f"tokenize.val_fraction={cfg.val_fraction}")
-        files = [r["file"] for r in mine if r["file"]]
-        tail_rows = _pack_tails([r["tail"] for r in mine], cfg.seq_len + 1, tok.pad_id, dtype)
-        if len(tail_rows):
-            (tmp / split).mkdir(parents=True, exist_ok=True)
-            np.save(tmp / split / "shard-tail.npy", tail_rows)
-            files.append(f"{split}/shard-tail.npy")
-        by_source: dict[str, int] = {}
-        for r in mine:
-            for s, n in json.loads(r["by_source"]).items():
-                by_source[s] = by_source.get(s, 0) + n
+        per_source = {}
+        for source in sorted({r["source"] for r in mine}):
+            batches = sorted((r for r in mine if r["source"] == source), key=lambda r: r["key"])
+            per_source[source] = _finish_source(batches, tmp, f"{split}/{source_slug(source)}",
+                                                cfg.seq_len + 1, tok.pad_id, dtype)
         splits[split] = {
-            "files": files,
-            "rows": sum(r["rows"] for r in mine) + len(tail_rows),
-            "tokens": sum(r["tokens"] for r in mine),
-            "documents": sum(r["documents"] for r in mine),
-            "by_source": by_source,
-            # In key order: each batch's shard (or "" when it filled no row), its rows, and how many
-            # tokens of its stream went to the tail shard. Reading each batch's rows and then its tail
-            # segment gives back the documents in order.
-            "batches": [[r["file"], r["rows"], len(r["tail"])] for r in mine],
+            "files": [f for info in per_source.values() for f in info["files"]],
+            **{k: sum(info[k] for info in per_source.values()) for k in ("rows", "tokens", "documents")},
+            "sources": per_source,
         }
     manifest = Manifest(seq_len=cfg.seq_len, dtype=dtype.name, eot_id=tok.eot_id, pad_id=tok.pad_id,
                         tokenizer_fingerprint=tok.fingerprint, splits=splits)
@@ -215,6 +212,26 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     return manifest
+
+
+def _finish_source(batches: list[dict], out: Path, folder: str, row_len: int, pad_id: int, dtype) -> dict:
+    """One source of one split: its batches' shards plus a last shard packed from their tails."""
+    files = [r["file"] for r in batches if r["file"]]
+    tail_rows = _pack_tails([r["tail"] for r in batches], row_len, pad_id, dtype)
+    if len(tail_rows):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        np.save(out / folder / "shard-tail.npy", tail_rows)
+        files.append(f"{folder}/shard-tail.npy")
+    return {
+        "files": files,
+        "rows": sum(r["rows"] for r in batches) + len(tail_rows),
+        "tokens": sum(r["tokens"] for r in batches),
+        "documents": sum(r["documents"] for r in batches),
+        # In key order: each batch's shard (or "" when it filled no row), its rows, and how many
+        # tokens of its stream went to the tail shard. Reading each batch's rows and then its
+        # tail segment gives back the source's documents in order.
+        "batches": [[r["file"], r["rows"], len(r["tail"])] for r in batches],
+    }
 
 
 def _pack_tails(tails: list[list[int]], row_len: int, pad_id: int, dtype) -> np.ndarray:

@@ -22,15 +22,48 @@ class Position:
     step_in_epoch: int = 0
 
 
+def mixture_order(source_rows: dict[str, np.ndarray], weights: dict[str, float], seed: int,
+                  epoch: int) -> np.ndarray:
+    """One epoch's row order with per-source mixture weights applied, then shuffled globally.
+
+    A weight w repeats each of the source's rows int(w) times and adds a seeded sample of
+    round(frac(w) * n) more without replacement: 2.0 sees a source twice per epoch, 0.5 half of
+    it (another half each epoch). Sources not named weigh 1.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    parts = []
+    for name in sorted(source_rows):
+        rows = source_rows[name]
+        weight = weights.get(name, 1.0)
+        whole, frac = int(weight), weight - int(weight)
+        parts += [rows] * whole
+        extra = round(frac * len(rows))
+        if extra:
+            parts.append(rng.choice(rows, size=extra, replace=False))
+    order = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    return order[rng.permutation(len(order))]
+
+
+def epoch_size(source_rows: dict[str, np.ndarray], weights: dict[str, float]) -> int:
+    total = 0
+    for name, rows in source_rows.items():
+        weight = weights.get(name, 1.0)
+        total += int(weight) * len(rows) + round((weight - int(weight)) * len(rows))
+    return total
+
+
 class ShuffledBatches:
-    def __init__(self, split: PackedSplit, batch_size: int, rank: int, world_size: int, seed: int):
+    def __init__(self, split: PackedSplit, batch_size: int, rank: int, world_size: int, seed: int,
+                 weights: dict[str, float] | None = None):
         self.split = split
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
+        self.weights = weights or {}
+        self.source_rows = split.source_rows()
         self.global_batch = batch_size * world_size
-        self.steps_per_epoch = len(split) // self.global_batch
+        self.steps_per_epoch = epoch_size(self.source_rows, self.weights) // self.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(
                 f"the {split.split} split has {len(split)} sequences, fewer than one global batch "
@@ -40,7 +73,7 @@ class ShuffledBatches:
     def order(self, epoch: int) -> np.ndarray:
         """The permutation of all rows for this epoch (same on every worker), computed once per epoch."""
         if getattr(self, "_order_epoch", None) != epoch:
-            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+            self._order = mixture_order(self.source_rows, self.weights, self.seed, epoch)
             self._order_epoch = epoch
         return self._order
 

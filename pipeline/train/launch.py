@@ -33,7 +33,8 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
     return TrainJob(train=cfg.train.model_dump(), model=mcfg.to_dict(), tokens_dir=str(tokens_dir),
                     tokenizer_path=str(tokenizer_path), tracking_uri=cfg.tracking_uri if cfg.tracking.enabled
                     else None, run_id=run_id,
-                    metadata={"preset": cfg.model.preset, "tokenizer_fingerprint": tok.fingerprint})
+                    metadata={"preset": cfg.model.preset, "tokenizer_fingerprint": tok.fingerprint},
+                    source_weights={s.name: s.weight for s in cfg.data.sources if s.weight != 1.0})
 
 
 def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path, run_name: str,

@@ -33,6 +33,8 @@ class TrainJob:
     run_id: str | None = None
     """The MLflow run that rank 0 logs metrics to."""
     metadata: dict = field(default_factory=dict)
+    source_weights: dict = field(default_factory=dict)
+    """Mixture weight per source name (`data.sources[].weight`), applied by the loader."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,7 +80,8 @@ def train_loop_per_worker(job_dict: dict) -> None:
         torch.set_rng_state(state["torch_rng"])
     train_split = PackedSplit(job.tokens_dir, "train")
     val_split = PackedSplit(job.tokens_dir, "val")
-    loader = ShuffledBatches(train_split, tc["batch_size"], rank, world, tc["seed"])
+    loader = ShuffledBatches(train_split, tc["batch_size"], rank, world, tc["seed"],
+                             weights=job.source_weights)
     logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
     schedule = dict(lr=tc["lr"], warmup_steps=tc["warmup_steps"], max_steps=tc["max_steps"],
                     min_lr_ratio=tc["min_lr_ratio"])

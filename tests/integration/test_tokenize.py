@@ -31,24 +31,28 @@ def write_curated(path, n_docs=120, seed=0):
     return dict(zip(table.column("id").to_pylist(), texts))
 
 
-def read_stream(tokens_dir, split):
-    """Each batch's rows then its tail segment, in manifest order: the documents' token stream."""
+def read_streams(tokens_dir, split):
+    """Per source: each batch's rows then its tail segment, in manifest order: its documents' tokens."""
     manifest = Manifest.read(tokens_dir)
-    info = manifest.splits[split]
-    tail_file = f"{split}/shard-tail.npy"
-    tail = np.load(tokens_dir / tail_file).ravel() if tail_file in info["files"] else np.empty(0)
-    stream, t = [], 0
-    for file, rows, tail_len in info["batches"]:
-        if file:
-            stream.append(np.load(tokens_dir / file).ravel())
-        stream.append(tail[t:t + tail_len])
-        t += tail_len
-    assert np.all(tail[t:] == manifest.pad_id)  # after the last tail only padding
-    return np.concatenate(stream).astype(np.int64)
+    streams = {}
+    for source, info in manifest.splits[split]["sources"].items():
+        tail_file = next((f for f in info["files"] if f.endswith("shard-tail.npy")), None)
+        tail = np.load(tokens_dir / tail_file).ravel() if tail_file else np.empty(0)
+        stream, t = [], 0
+        for file, rows, tail_len in info["batches"]:
+            if file:
+                stream.append(np.load(tokens_dir / file).ravel())
+            stream.append(tail[t:t + tail_len])
+            t += tail_len
+        assert np.all(tail[t:] == manifest.pad_id)  # after the last tail only padding
+        streams[source] = np.concatenate(stream).astype(np.int64)
+    return streams
 
 
 def test_packed_tokens_decode_back_to_the_documents(ray_session, tmp_path):
     docs = write_curated(tmp_path / "curated")
+    text_ids = {text: doc_id for doc_id, text in docs.items()}
+    id_source = {f"doc-{i:04d}": "a" if i % 2 else "b" for i in range(len(docs))}
     info = train_tokenizer(tmp_path / "curated", tmp_path / "tok", TokenizerConfig(vocab_size=400))
     tok = Tokenizer.from_file(tmp_path / "tok" / "tokenizer.json")
     assert info["vocab_size"] == tok.vocab_size <= 400
@@ -57,21 +61,26 @@ def test_packed_tokens_decode_back_to_the_documents(ray_session, tmp_path):
     assert manifest.tokenizer_fingerprint == tok.fingerprint and manifest.seq_len == 16
     recovered = {}
     for split in ("train", "val"):
-        stream = read_stream(tmp_path / "tokens", split)
-        assert stream[-1] == tok.eot_id
-        pieces = np.split(stream, np.flatnonzero(stream == tok.eot_id) + 1)[:-1]
-        texts = [tok.decode(p[:-1].tolist()) for p in pieces]
+        texts = []
+        for source, stream in read_streams(tmp_path / "tokens", split).items():
+            assert stream[-1] == tok.eot_id
+            pieces = np.split(stream, np.flatnonzero(stream == tok.eot_id) + 1)[:-1]
+            decoded = [tok.decode(p[:-1].tolist()) for p in pieces]
+            info = manifest.splits[split]["sources"][source]
+            assert len(decoded) == info["documents"] and len(stream) == info["tokens"]
+            # rows never mix sources: every document of this stream came from this source
+            assert {id_source[d] for d in map(text_ids.get, decoded)} == {source}
+            texts += decoded
         assert len(texts) == manifest.splits[split]["documents"]
-        assert manifest.splits[split]["tokens"] == len(stream)
         recovered[split] = texts
         split_rows = PackedSplit(tmp_path / "tokens", split)
         assert len(split_rows) == manifest.splits[split]["rows"]
         assert split_rows.rows(np.arange(len(split_rows))).shape == (len(split_rows), 17)
+        by_source = split_rows.source_rows()
+        assert sorted(np.concatenate(list(by_source.values())).tolist()) == list(range(len(split_rows)))
     # every document exactly once, in the split its id picks, byte for byte
     assert sorted(recovered["train"] + recovered["val"]) == sorted(docs.values())
     assert len(recovered["val"]) > 0
-    by_source = manifest.splits["train"]["by_source"]
-    assert set(by_source) == {"a", "b"} and sum(by_source.values()) == manifest.splits["train"]["tokens"]
 
 
 def test_tokenize_reruns_replace_output_and_missing_inputs_are_clear(ray_session, tmp_path):

@@ -92,3 +92,20 @@ def test_too_little_data_is_a_clear_error(tmp_path):
     make_tokens(tmp_path, n_rows=5)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         ShuffledBatches(PackedSplit(tmp_path, "train"), batch_size=4, rank=0, world_size=2, seed=0)
+
+
+def test_mixture_weights_repeat_and_subsample_sources():
+    from pipeline.train.data import epoch_size, mixture_order
+
+    rows = {"web": np.arange(0, 100), "code": np.arange(100, 140), "books": np.arange(140, 150)}
+    weights = {"web": 0.5, "code": 2.0}
+    order = mixture_order(rows, weights, seed=1, epoch=0)
+    assert len(order) == epoch_size(rows, weights) == 50 + 80 + 10
+    counts = np.bincount(order, minlength=150)
+    assert np.all(counts[100:140] == 2)          # code twice
+    assert np.all(counts[140:150] == 1)          # unnamed sources weigh 1
+    web = counts[:100]
+    assert web.sum() == 50 and set(web) <= {0, 1}  # half of web, no repeats
+    again = np.bincount(mixture_order(rows, weights, seed=1, epoch=1), minlength=150)[:100]
+    assert not np.array_equal(web, again)        # another half next epoch
+    np.testing.assert_array_equal(order, mixture_order(rows, weights, seed=1, epoch=0))
