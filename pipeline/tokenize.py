@@ -109,9 +109,12 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def pack_rows(token_lists: list[list[int]], eot_id: int, row_len: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     """Join documents with EOT and cut into full rows of row_len; return (rows, leftover tail)."""
-    if not token_lists:
-        return np.empty((0, row_len), dtype), np.empty(0, dtype)
-    joined = np.fromiter((t for doc in token_lists for t in (*doc, eot_id)), dtype=dtype)
+    joined = np.empty(sum(len(doc) + 1 for doc in token_lists), dtype=dtype)
+    at = 0
+    for doc in token_lists:  # one C-level copy per document, not per token
+        joined[at:at + len(doc)] = doc
+        joined[at + len(doc)] = eot_id
+        at += len(doc) + 1
     n_full = len(joined) // row_len
     return joined[: n_full * row_len].reshape(n_full, row_len), joined[n_full * row_len:]
 
@@ -184,7 +187,10 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     results = ds.map_batches(
         TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
         fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_actors),
+        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors), num_cpus=1,
+        # One Rust thread per actor: parallelism comes from the actor pool, and tokenizers' own
+        # thread pool would otherwise start one thread per core in every actor.
+        runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}},
     ).take_all()
 
     dtype = token_dtype(tok.vocab_size)

@@ -1,0 +1,172 @@
+"""Benchmark: tokenize + pack on Ray Data against `tokenizers`' own encode_batch, and the loader's pace.
+
+For two corpus sizes built from the bundled sample (repeated with a per-copy marker so no two
+documents are equal), measures:
+  - ours: `pipeline.tokenize.tokenize_and_pack` (a Ray Data actor pool, one core per actor,
+    including reading Parquet, packing and writing shards), tokens/s per core used;
+  - baseline: `Tokenizer.encode_batch` over the same texts in one process with one Rust thread
+    (RAYON_NUM_THREADS=1), tokens/s per core;
+  - vs_tokenizers = ours per core / baseline per core (goal >= 0.8);
+  - loader: batches/s of the training loader (`ShuffledBatches`) against the training steps/s of
+    the `tiny` model on the same batch (loader_vs_step must stay well above 1).
+Prints a table and a final JSON line; writes bench/out/tokenize.json.
+
+    python bench/tokenize.py [--sizes-mb 8 32] [--actors 2]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's `tokenize`; keep its folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASELINE = """
+import json, sys, time, pyarrow.parquet as pq
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[1])
+texts = pq.read_table(sys.argv[2], columns=["text"]).column(0).to_pylist()
+t = time.perf_counter()
+n = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
+print(json.dumps({"tokens": n, "seconds": time.perf_counter() - t}))
+"""
+
+
+def sample_texts() -> list[str]:
+    from pipeline.sample import build_sample
+
+    sample = Path(tempfile.gettempdir()) / "ownlm-bench-sample"
+    build_sample(sample)
+    texts = []
+    for path in sorted(sample.rglob("*")):
+        if path.suffix in (".py", ".txt", ".html") and path.stat().st_size < 200_000:
+            texts.append(path.read_text(errors="replace"))
+    return texts
+
+
+def write_corpus(folder: Path, texts: list[str], megabytes: float) -> int:
+    """Curated-style Parquet shards of about `megabytes` MB; returns the number of documents."""
+    folder.mkdir(parents=True)
+    rows, size, copy = [], 0, 0
+    while size < megabytes * 1e6:
+        for i, text in enumerate(texts):
+            doc = f"# copy {copy}\n{text}"
+            rows.append((f"{copy:04d}-{i:05d}", doc))
+            size += len(doc.encode())
+        copy += 1
+    ids, docs = zip(*rows)
+    table = pa.table({"id": list(ids), "text": list(docs), "source": ["bench"] * len(ids)})
+    for k, part in enumerate(range(0, len(ids), 2000)):
+        pq.write_table(table.slice(part, 2000), folder / f"part-{k:05d}.parquet")
+    return len(ids)
+
+
+def baseline(tokenizer_json: Path, curated: Path) -> dict:
+    merged = curated.parent / "all.parquet"
+    pq.write_table(pa.concat_tables(pq.read_table(p) for p in sorted(curated.glob("*.parquet"))), merged)
+    env = {**os.environ, "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "true"}
+    out = subprocess.run([sys.executable, "-c", BASELINE, str(tokenizer_json), str(merged)],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout)
+
+
+def loader_vs_step(tokens_dir: Path, batch_size: int = 8, steps: int = 20) -> dict:
+    import torch
+
+    from model.config import get_preset
+    from model.objectives import training_loss
+    from model.transformer import Transformer
+    from pipeline.packed import PackedSplit
+    from pipeline.train.data import Position, ShuffledBatches
+
+    split = PackedSplit(tokens_dir, "train")
+    loader = ShuffledBatches(split, batch_size, rank=0, world_size=1, seed=0)
+    pos, t = Position(), time.perf_counter()
+    for _ in range(200):
+        batch = loader.batch(pos)
+        pos = loader.advance(pos)
+    loader_bps = 200 / (time.perf_counter() - t)
+    torch.set_num_threads(1)
+    model = Transformer(get_preset("tiny", vocab_size=4096, max_seq_len=split.manifest.seq_len))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    rows = torch.as_tensor(batch, dtype=torch.long)
+    t = time.perf_counter()
+    for _ in range(steps):
+        training_loss(model, rows, pad_id=split.pad_id).backward()
+        opt.step()
+        opt.zero_grad()
+    step_ps = steps / (time.perf_counter() - t)
+    return {"loader_batches_per_s": loader_bps, "train_steps_per_s": step_ps, "loader_vs_step": loader_bps / step_ps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes-mb", type=float, nargs=2, default=[8, 32])
+    ap.add_argument("--actors", type=int, default=2)
+    args = ap.parse_args()
+
+    import ray
+
+    from pipeline.config import TokenizeConfig, TokenizerConfig
+    from pipeline.tokenize import tokenize_and_pack, train_tokenizer
+
+    ray.init(num_cpus=args.actors, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    texts = sample_texts()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for size in args.sizes_mb:
+            work = tmp / f"{size:g}mb"
+            docs = write_corpus(work / "curated", texts, size)
+            if not (tmp / "tok" / "tokenizer.json").exists():
+                train_tokenizer(work / "curated", tmp / "tok", TokenizerConfig(vocab_size=4096, max_docs=2000))
+            base = baseline(tmp / "tok" / "tokenizer.json", work / "curated")
+            t = time.perf_counter()
+            manifest = tokenize_and_pack(work / "curated", tmp / "tok", work / "tokens",
+                                         TokenizeConfig(seq_len=256, batch_size=512, num_actors=args.actors))
+            ours_s = time.perf_counter() - t
+            tokens = sum(s["tokens"] for s in manifest.splits.values())
+            eot_docs = sum(s["documents"] for s in manifest.splits.values())
+            ours = tokens / ours_s / args.actors
+            # our token count includes one end-of-text token per document; the baseline has none
+            theirs = base["tokens"] / base["seconds"]
+            assert tokens - eot_docs == base["tokens"], "both paths must produce the same tokens"
+            results.append({"size_mb": size, "documents": docs, "tokens": tokens,
+                            "ours_tokens_per_s_per_core": ours, "tokenizers_tokens_per_s_per_core": theirs,
+                            "vs_tokenizers": ours / theirs, "ours_seconds": ours_s,
+                            "tokenizers_seconds": base["seconds"], **loader_vs_step(work / "tokens")})
+    ray.shutdown()
+
+    print(f"{'size MB':>8} {'docs':>7} {'tokens':>10} {'ours tok/s/core':>16} {'tokenizers tok/s/core':>22} "
+          f"{'vs_tokenizers':>14} {'loader b/s':>11} {'train step/s':>13}")
+    for r in results:
+        print(f"{r['size_mb']:>8g} {r['documents']:>7} {r['tokens']:>10,} {r['ours_tokens_per_s_per_core']:>16,.0f} "
+              f"{r['tokenizers_tokens_per_s_per_core']:>22,.0f} {r['vs_tokenizers']:>14.2f} "
+              f"{r['loader_batches_per_s']:>11,.0f} {r['train_steps_per_s']:>13.2f}")
+    final = {"bench": "tokenize", "sizes": results,
+             "tokens_per_s_per_core": results[-1]["ours_tokens_per_s_per_core"],
+             "vs_tokenizers": results[-1]["vs_tokenizers"],
+             "loader_vs_step": min(r["loader_vs_step"] for r in results)}
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokenize.json").write_text(json.dumps(final, indent=2))
+    print(json.dumps(final))
+
+
+if __name__ == "__main__":
+    main()
