@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+FAMILIES = ("causal", "masked", "prefix")
+"""Model families (see `ModelConfig.family`), one objective and attention pattern each."""
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -45,6 +48,22 @@ class ModelConfig:
     saves vocab_size * dim parameters, which matters most for small models."""
     init_std: float = 0.02
     """Standard deviation of the normal init of every weight matrix (GPT-2 / Llama)."""
+    family: str = "causal"
+    """What the model is trained to do; the same blocks serve all three, only the attention
+    pattern and the objective (model/objectives.py) change:
+    "causal": autoregressive decoder, each token sees the ones before it, next-token loss (GPT, Llama);
+    "masked": bidirectional encoder, every token sees every token, masked-LM loss with BERT's
+    80/10/10 corruption of `mask_prob` of the tokens (Devlin et al. 2019);
+    "prefix": prefix LM, bidirectional over a prefix and causal after it, next-token loss on the
+    part after the prefix only (Raffel et al. 2020, Sec. 3.2.1; UniLM, Dong et al. 2019)."""
+    mask_prob: float = 0.15
+    """Masked family: the fraction of tokens the objective corrupts and predicts (BERT: 0.15)."""
+    mask_id: int | None = None
+    """Masked family: the id of the tokenizer's <|mask|> token. The trainer fills it in from the
+    tokenizer, so the checkpoint carries it; objectives also take it as an argument."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of storing them: memory
+    per layer drops to the block input, for about one extra forward of compute (Chen et al. 2016)."""
 
     # ---- derived sizes ----
 
@@ -86,8 +105,17 @@ class ModelConfig:
                 out.append(f"{name} must be a number, got {value!r} ({type(value).__name__})")
             elif not value > 0:
                 out.append(f"{name} must be positive, got {value}")
-        if not isinstance(self.tie_embeddings, bool):
-            out.append(f"tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+        for name in ("tie_embeddings", "activation_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                out.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.family not in FAMILIES:
+            out.append(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if isinstance(self.mask_prob, bool) or not isinstance(self.mask_prob, (int, float)) \
+                or not 0 < self.mask_prob < 1:
+            out.append(f"mask_prob must be a fraction in (0, 1), e.g. 0.15, got {self.mask_prob!r}")
+        if self.mask_id is not None and (not isinstance(self.mask_id, int) or isinstance(self.mask_id, bool)
+                                         or not 0 <= self.mask_id):
+            out.append(f"mask_id must be a token id (an integer >= 0) or null, got {self.mask_id!r}")
         if out:
             return out  # the shape checks below need well-typed, positive sizes
 
@@ -101,6 +129,9 @@ class ModelConfig:
                 f"head_dim = dim / n_heads = {self.head_dim} must be even for rotary embeddings "
                 "(they rotate pairs of channels): change dim or n_heads"
             )
+        if isinstance(self.mask_id, int) and self.mask_id >= self.vocab_size:
+            out.append(f"mask_id ({self.mask_id}) must be below vocab_size ({self.vocab_size}): "
+                       "use the id of <|mask|> in the model's tokenizer")
         kv = self.resolved_n_kv_heads
         if self.n_heads % kv:
             out.append(

@@ -1,5 +1,6 @@
 """Autoregressive generation in gpt-fast's phase-named pieces: sample, prefill,
-decode_one_token, decode_n_tokens, generate.
+decode_one_token, decode_n_tokens, generate (one prompt), generate_batch (prompts of
+different lengths, left-padded into one batch), and their text forms.
 
 prefill runs the whole prompt once and fills the KV cache; each decoding step then feeds
 one token and attends over the cache, so a step costs O(context) instead of a full
@@ -64,15 +65,25 @@ def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) 
 
 
 @torch.inference_mode()
-def prefill(model: Transformer, tokens: torch.Tensor, cache: KVCache, start_pos: int = 0) -> torch.Tensor:
+def prefill(
+    model: Transformer,
+    tokens: torch.Tensor,
+    cache: KVCache,
+    start_pos: int = 0,
+    *,
+    padding_mask: torch.Tensor | None = None,
+    prefix_len: int | None = None,
+) -> torch.Tensor:
     """Run the prompt tokens (B, T) through the model, filling the cache at start_pos..;
-    return the logits at the last position, (B, V)."""
-    return model(tokens, cache=cache, start_pos=start_pos)[:, -1]
+    return the logits at the last position, (B, V). padding_mask (B, T) marks the left
+    padding of shorter prompts (False); prefix_len makes the prompt a prefix family model's
+    bidirectional prefix."""
+    return model(tokens, cache=cache, start_pos=start_pos, padding_mask=padding_mask, prefix_len=prefix_len)[:, -1]
 
 
 @torch.inference_mode()
 def decode_one_token(model: Transformer, token: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
-    """Feed one token per sequence, (B,) or (B, 1), at position pos; return logits (B, V)."""
+    """Feed one token per sequence, (B,) or (B, 1), at slot pos; return logits (B, V)."""
     return model(token.view(-1, 1), cache=cache, start_pos=pos)[:, -1]
 
 
@@ -80,66 +91,40 @@ def decode_n_tokens(
     model: Transformer,
     logits: torch.Tensor,
     cache: KVCache | None,
-    context: list[int],
+    context: torch.Tensor,
     n: int,
     *,
+    padding_mask: torch.Tensor | None = None,
+    prefix_len: int | None = None,
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
-    eos_id: int | None = None,
-) -> Iterator[int]:
-    """Yield up to n tokens of one sequence, given the logits (1, V) after `context`, the
-    ids so far (extended in place). Stops after yielding eos_id. Without a cache every
-    step recomputes the whole sequence."""
-    device = logits.device
+    stop_ids: list[int] = (),
+) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row, (B,), up to n times, given the logits (B, V) after
+    context (B, L), the ids so far (left-padded where padding_mask is False). Stops once every
+    row has emitted one of stop_ids; rows that stopped earlier keep decoding, and the caller
+    drops what follows their stop. With a cache each step feeds one token per row at slot
+    L, L+1, ...; without one (cache None) every step recomputes the whole sequence."""
+    B, pos = context.shape
+    stop = torch.tensor(list(stop_ids), dtype=torch.long, device=logits.device)
+    done = torch.zeros(B, dtype=torch.bool, device=logits.device)
     for i in range(n):
-        token = sample(logits, temperature, top_k, top_p, generator)  # (1,)
-        token_id = int(token.item())
-        context.append(token_id)
-        yield token_id
-        if token_id == eos_id or i == n - 1:
+        token = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+        yield token
+        done |= torch.isin(token, stop)
+        if i == n - 1 or bool(done.all()):
             return  # no forward for a token nobody will read
         if cache is not None:
-            logits = decode_one_token(model, token, cache, pos=len(context) - 1)
+            logits = decode_one_token(model, token, cache, pos)
         else:
-            logits = model(torch.tensor([context], device=device))[:, -1]
-
-
-def generate_stream(
-    model: Transformer,
-    prompt_ids: list[int],
-    max_new_tokens: int,
-    *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    eos_id: int | None = None,
-    use_cache: bool = True,
-    seed: int | None = None,
-) -> Iterator[int]:
-    """generate(), one token at a time as each is decoded (for streaming servers).
-    Bad arguments raise here, at the call, not at the first next()."""
-    _check_sampling(temperature, top_k, top_p)
-    if not prompt_ids:
-        raise ValueError("generate needs at least one prompt token (e.g. the end-of-text id)")
-    context, n = _fit_window(list(prompt_ids), max_new_tokens, model.cfg.max_seq_len)
-    return _stream(model, context, n, temperature, top_k, top_p, eos_id, use_cache, seed)
-
-
-@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
-def _stream(model, context, n, temperature, top_k, top_p, eos_id, use_cache, seed) -> Iterator[int]:
-    if n == 0:
-        return
-    device = model.tok_embeddings.weight.device
-    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    tokens = torch.tensor([context], device=device)  # (1, P)
-    cache = model.make_cache(batch_size=1, max_len=len(context) + n) if use_cache else None
-    logits = prefill(model, tokens, cache) if use_cache else model(tokens)[:, -1]  # (1, V)
-    yield from decode_n_tokens(
-        model, logits, cache, context, n, temperature=temperature, top_k=top_k,
-        top_p=top_p, generator=generator, eos_id=eos_id,
-    )
+            context = torch.cat([context, token[:, None]], dim=1)
+            if padding_mask is not None:
+                padding_mask = F.pad(padding_mask, (0, 1), value=True)
+            with torch.inference_mode():
+                logits = model(context, padding_mask=padding_mask, prefix_len=prefix_len)[:, -1]
+        pos += 1
 
 
 def _fit_window(prompt: list[int], max_new_tokens: int, max_seq_len: int) -> tuple[list[int], int]:
@@ -150,6 +135,75 @@ def _fit_window(prompt: list[int], max_new_tokens: int, max_seq_len: int) -> tup
     return prompt[-(max_seq_len - n):], n
 
 
+def _check_request(model: Transformer, prompts: list[list[int]], temperature, top_k, top_p) -> None:
+    _check_sampling(temperature, top_k, top_p)
+    if model.cfg.family == "masked":
+        raise ValueError("a masked-family model is a bidirectional encoder and does not generate left to "
+                         "right: use it for embeddings (model.embed) or to fill <|mask|> tokens")
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate needs at least one prompt token per prompt (e.g. the end-of-text id)")
+
+
+def _stop_ids(eos_id: int | list[int] | None) -> list[int]:
+    if eos_id is None:
+        return []
+    return [int(eos_id)] if isinstance(eos_id, int) else [int(i) for i in eos_id]
+
+
+@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
+def _decode_rows(model, prompts, n, temperature, top_k, top_p, stop_ids, use_cache, seed, pad_id=0):
+    """Left-pad the prompts to one length and yield (B,) tokens per step (decode_n_tokens)."""
+    if n == 0:
+        return
+    device = model.tok_embeddings.weight.device
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    width = max(len(p) for p in prompts)
+    tokens = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)  # (B, P)
+    padding_mask = None
+    if any(len(p) < width for p in prompts):
+        padding_mask = torch.tensor([[False] * (width - len(p)) + [True] * len(p) for p in prompts], device=device)
+    # A prefix LM reads the whole prompt bidirectionally; left padding lines every prompt up to end at `width`.
+    prefix_len = width if model.cfg.family == "prefix" else None
+    cache = model.make_cache(batch_size=len(prompts), max_len=width + n) if use_cache else None
+    if cache is not None:
+        logits = prefill(model, tokens, cache, padding_mask=padding_mask, prefix_len=prefix_len)
+    else:
+        logits = model(tokens, padding_mask=padding_mask, prefix_len=prefix_len)[:, -1]  # (B, V)
+    yield from decode_n_tokens(
+        model, logits, cache, tokens, n, padding_mask=padding_mask, prefix_len=prefix_len,
+        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, stop_ids=stop_ids,
+    )
+
+
+def generate_stream(
+    model: Transformer,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | list[int] | None = None,
+    use_cache: bool = True,
+    seed: int | None = None,
+) -> Iterator[int]:
+    """generate(), one token at a time as each is decoded (for streaming servers and chat).
+    Bad arguments raise here, at the call, not at the first next()."""
+    _check_request(model, [list(prompt_ids)], temperature, top_k, top_p)
+    context, n = _fit_window(list(prompt_ids), max_new_tokens, model.cfg.max_seq_len)
+    stop_ids = _stop_ids(eos_id)
+    return _stream_one(_decode_rows(model, [context], n, temperature, top_k, top_p, stop_ids, use_cache, seed),
+                       stop_ids)
+
+
+def _stream_one(steps: Iterator[torch.Tensor], stop_ids: list[int]) -> Iterator[int]:
+    for token in steps:
+        token_id = int(token[0])
+        yield token_id
+        if token_id in stop_ids:
+            return
+
+
 def generate(
     model: Transformer,
     prompt_ids: list[int],
@@ -158,16 +212,49 @@ def generate(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_id: int | None = None,
+    eos_id: int | list[int] | None = None,
     use_cache: bool = True,
     seed: int | None = None,
 ) -> list[int]:
-    """The new token ids after prompt_ids: at most max_new_tokens, ending with eos_id when
-    the model emits it. temperature 0 is greedy; seed makes sampling repeatable."""
+    """The new token ids after prompt_ids: at most max_new_tokens, ending with eos_id (or
+    the first of several) when the model emits it. temperature 0 is greedy; seed makes
+    sampling repeatable."""
     return list(generate_stream(
         model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
         eos_id=eos_id, use_cache=use_cache, seed=seed,
     ))
+
+
+def generate_batch(
+    model: Transformer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | list[int] | None = None,
+    use_cache: bool = True,
+    seed: int | None = None,
+) -> list[list[int]]:
+    """generate() for several prompts of different lengths in one batch: the prompts are
+    left-padded, padding is masked out of attention and each row keeps its own positions,
+    so greedy decoding gives every row what generate() gives it alone. Each row ends at its
+    first eos_id (kept) or after max_new_tokens; the batch stops when every row has ended."""
+    prompts = [list(p) for p in prompts]
+    _check_request(model, prompts, temperature, top_k, top_p)
+    fitted = [_fit_window(p, max_new_tokens, model.cfg.max_seq_len) for p in prompts]
+    n = fitted[0][1]
+    stop_ids = _stop_ids(eos_id)
+    out: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    for tokens in _decode_rows(model, [c for c, _ in fitted], n, temperature, top_k, top_p, stop_ids,
+                               use_cache, seed):
+        for row, token_id in enumerate(tokens.tolist()):
+            if not done[row]:
+                out[row].append(token_id)
+                done[row] = token_id in stop_ids
+    return out
 
 
 def generate_text(
@@ -185,20 +272,47 @@ def generate_text(
 ) -> str:
     """The completion of prompt as text: ends at the end-of-text token (not included), at
     the first stop string (not included), or after max_new_tokens."""
-    prompt_ids = tokenizer.encode(prompt) or [tokenizer.eot_id]  # an empty prompt starts a document
-    ids: list[int] = []
-    for token_id in generate_stream(
-        model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        eos_id=tokenizer.eot_id, use_cache=use_cache, seed=seed,
-    ):
-        if token_id == tokenizer.eot_id:
+    return generate_texts(model, tokenizer, [prompt], max_new_tokens, temperature=temperature, top_k=top_k,
+                          top_p=top_p, stop=stop, use_cache=use_cache, seed=seed)[0]
+
+
+def generate_texts(
+    model: Transformer,
+    tokenizer: "Tokenizer",
+    prompts: list[str],
+    max_new_tokens: int = 256,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop: list[str] | None = None,
+    use_cache: bool = True,
+    seed: int | None = None,
+) -> list[str]:
+    """generate_text() for several prompts in one batch (see generate_batch): each completion
+    ends at end-of-text, at its first stop string, or after max_new_tokens."""
+    eot = tokenizer.eot_id
+    prompt_ids = [tokenizer.encode(p) or [eot] for p in prompts]  # an empty prompt starts a document
+    _check_request(model, prompt_ids, temperature, top_k, top_p)
+    fitted = [_fit_window(p, max_new_tokens, model.cfg.max_seq_len) for p in prompt_ids]
+    ids: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    steps = _decode_rows(model, [c for c, _ in fitted], fitted[0][1], temperature, top_k, top_p, [eot],
+                         use_cache, seed)
+    for tokens in steps:
+        for row, token_id in enumerate(tokens.tolist()):
+            if done[row]:
+                continue
+            if token_id == eot:
+                done[row] = True
+                continue
+            ids[row].append(token_id)
+            done[row] = bool(stop) and _find_stop(tokenizer.decode(ids[row]), stop) is not None
+        if all(done):
+            steps.close()  # every row has ended at a stop string or end-of-text
             break
-        ids.append(token_id)
-        if stop and _find_stop(tokenizer.decode(ids), stop) is not None:
-            break
-    text = tokenizer.decode(ids)
-    cut = _find_stop(text, stop or [])
-    return text if cut is None else text[:cut]
+    texts = [tokenizer.decode(row) for row in ids]
+    return [t if (cut := _find_stop(t, stop or [])) is None else t[:cut] for t in texts]
 
 
 def _find_stop(text: str, stop: list[str]) -> int | None:

@@ -15,8 +15,13 @@ PAD = "<|pad|>"
 """Fills batches to a common length; its targets are ignored by the loss."""
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 """Chat turns: a role token opens a turn and <|end|> closes it."""
-SPECIAL_TOKENS = [EOT, PAD, *ROLE_TOKENS]
-"""Every special token, in the order a trainer should add them (EOT gets id 0)."""
+END_OF_TURN = ROLE_TOKENS[-1]
+MASK = "<|mask|>"
+"""Stands in for the tokens a masked-LM encoder learns to recover (model family "masked")."""
+SPECIAL_TOKENS = [EOT, PAD, *ROLE_TOKENS, MASK]
+"""Every special token, in the order a trainer should add them (EOT gets id 0). New tokens go
+at the end, so the ids of the older ones stay put."""
+ROLES = ("system", "user", "assistant")
 
 _REQUIRED = (EOT, PAD)
 
@@ -80,6 +85,16 @@ class Tokenizer:
         return self._tok.token_to_id(PAD)
 
     @property
+    def mask_id(self) -> int | None:
+        """The id of <|mask|>; None for a tokenizer trained before the token existed."""
+        return self._tok.token_to_id(MASK)
+
+    @property
+    def end_of_turn_id(self) -> int | None:
+        """The id of <|end|>, which closes a chat turn; None when the tokenizer has no chat tokens."""
+        return self._tok.token_to_id(END_OF_TURN)
+
+    @property
     def vocab_size(self) -> int:
         """Ids in use, special tokens included: ModelConfig.vocab_size must be at least this."""
         return self._tok.get_vocab_size(with_added_tokens=True)
@@ -97,3 +112,19 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]})"
+
+
+def chat_prompt(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """The text of a conversation in the role tokens: each message {"role", "content"} becomes
+    "<|role|>content<|end|>", and add_generation_prompt opens the assistant's turn for the model
+    to complete. Encoding the text maps each role token to its single id. The same layout is the
+    chat_template of an exported Hugging Face checkpoint (model/hf.py)."""
+    parts = []
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES or not isinstance(content, str):
+            raise ValueError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r}")
+        parts.append(f"<|{role}|>{content}{END_OF_TURN}")
+    if add_generation_prompt:
+        parts.append("<|assistant|>")
+    return "".join(parts)

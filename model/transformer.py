@@ -48,13 +48,16 @@ def precompute_rope(head_dim: int, max_seq_len: int, theta: float) -> tuple[torc
 
 
 def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (x[2j], x[2j+1]) of x: (B, T, H, hd) by the angles in cos, sin: (T, hd/2).
+    """Rotate channel pairs (x[2j], x[2j+1]) of x: (B, T, H, hd) by the angles in cos, sin:
+    (T, hd/2), shared by the batch, or (B, T, hd/2), one row of positions per sequence.
 
     Interleaved pairs, as in Meta's Llama and shared/bench/ref_gpt.py (Hugging Face's
-    checkpoints pair channel j with j + hd/2 instead; converting permutes wq/wk rows).
+    checkpoints pair channel j with j + hd/2 instead; model/hf.py permutes wq/wk rows).
     Done in float32 so that bf16 activations do not blur the angles.
     """
-    cos, sin = cos[None, :, None, :].float(), sin[None, :, None, :].float()  # (1, T, 1, hd/2)
+    if cos.dim() == 2:
+        cos, sin = cos[None], sin[None]
+    cos, sin = cos[:, :, None, :].float(), sin[:, :, None, :].float()  # (1|B, T, 1, hd/2)
     xf = x.float()
     x1, x2 = xf[..., 0::2], xf[..., 1::2]  # (B, T, H, hd/2) each
     rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, T, H, hd/2, 2)
@@ -83,7 +86,12 @@ class LayerKVCache:
 
 
 class KVCache:
-    """Keys and values of every layer for a batch of up to batch_size sequences."""
+    """Keys and values of every layer for a batch of up to batch_size sequences.
+
+    Batched prompts of different lengths are left-padded to one length: the cache then also
+    remembers which slots hold padding (never attended to) and how many real tokens each
+    row has (its next rotary position), so each row decodes as if it were alone.
+    """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=None):
         self.batch_size, self.max_len = batch_size, max_len
@@ -91,9 +99,29 @@ class KVCache:
             LayerKVCache(batch_size, cfg.resolved_n_kv_heads, max_len, cfg.head_dim, device, dtype)
             for _ in range(cfg.n_layers)
         ]
+        self.valid: torch.Tensor | None = None  # (B, max_len) bool once padding was written
+        self.lengths: torch.Tensor | None = None  # (B,) real tokens per row, with `valid`
 
     def __getitem__(self, layer: int) -> LayerKVCache:
         return self.layers[layer]
+
+    def write_padding(self, B: int, T: int, start_pos: int, padding_mask: torch.Tensor | None):
+        """Record which of the T new slots start_pos.. of B rows hold real tokens (padding_mask
+        (B, T), True = real; None = all real); return their rotary positions ((B, T), or None
+        for the shared start_pos..) and the key mask ((B, S) bool, or None while no slot
+        of the cache is padding)."""
+        if self.valid is None and (padding_mask is None or bool(padding_mask.all())):
+            return None, None
+        device = self.layers[0].k.device
+        if self.valid is None:  # the first padding: every slot before it was a real token
+            self.valid = torch.zeros(self.batch_size, self.max_len, dtype=torch.bool, device=device)
+            self.valid[:, :start_pos] = True
+            self.lengths = torch.full((self.batch_size,), start_pos, dtype=torch.long, device=device)
+        new = padding_mask if padding_mask is not None else torch.ones(B, T, dtype=torch.bool, device=device)
+        self.valid[:B, start_pos:start_pos + T] = new
+        positions = self.lengths[:B, None] + new.long().cumsum(1) - 1  # (B, T)
+        self.lengths[:B] += new.sum(1)
+        return positions.clamp(min=0), self.valid[:B, :start_pos + T]
 
 
 # ---- attention ----
@@ -105,6 +133,49 @@ def causal_mask(T: int, start_pos: int, device) -> torch.Tensor:
     return k_pos <= q_pos
 
 
+def attention_mask(
+    T: int,
+    start_pos: int = 0,
+    *,
+    causal: bool = True,
+    prefix_len: int | torch.Tensor | None = None,
+    key_valid: torch.Tensor | None = None,
+    device=None,
+) -> tuple[torch.Tensor | None, bool]:
+    """What T queries at slots start_pos.. may attend to among the S = start_pos + T keys,
+    as (attn_mask, is_causal) for scaled_dot_product_attention; attn_mask is bool, True
+    where a query may look: (T, S) or (B, 1, T, S).
+
+    causal: query i sees keys up to its own slot; otherwise every key (a masked-LM encoder).
+    prefix_len: keys in slots below it are seen by every query (the prefix LM's bidirectional
+    prefix); an int, or (B,) per sequence.
+    key_valid: (B, S) bool, False for padding slots, which no query sees, except that a padding
+    query sees itself: a row of all -inf would make softmax NaN, and the NaN would reach the
+    real tokens through the values (0 * NaN is NaN).
+    """
+    S = start_pos + T
+    if T == 1:
+        prefix_len = None  # the one query sits in the last slot: causal or not, it sees every key
+    if prefix_len is None and key_valid is None:
+        if not causal or T == 1:
+            return None, False  # every key: an encoder, or one decoding step
+        if T == S:
+            return None, True  # the plain triangle: SDPA's fast causal path
+        # Prefill after a prefix: SDPA's is_causal aligns the triangle to the top-left corner,
+        # which is wrong when S > T, so spell the mask out.
+        return causal_mask(T, start_pos, device), False
+    q_pos = start_pos + torch.arange(T, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
+    allowed = (k_pos <= q_pos) if causal else torch.ones(T, S, dtype=torch.bool, device=device)
+    allowed = allowed[None]  # (1, T, S)
+    if prefix_len is not None:
+        prefix = torch.as_tensor(prefix_len, device=device).view(-1, 1, 1)  # (B|1, 1, 1)
+        allowed = allowed | (k_pos[None] < prefix)  # (B|1, T, S)
+    if key_valid is not None:
+        allowed = (allowed & key_valid[:, None, :]) | (k_pos == q_pos)[None]  # (B, T, S)
+    return allowed[:, None], False  # (B|1, 1, T, S): broadcast over heads
+
+
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """(B, KV, S, hd) -> (B, KV * n_rep, S, hd): each k/v head serves n_rep query heads."""
     if n_rep == 1:
@@ -113,22 +184,13 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(B, KV, n_rep, S, hd).reshape(B, KV * n_rep, S, hd)
 
 
-def attend(q, k, v, start_pos: int, use_sdpa_gqa: bool = SDPA_HAS_GQA) -> torch.Tensor:
-    """Causal softmax attention of q: (B, H, T, hd) over k, v: (B, KV, S, hd), S = start_pos + T."""
-    T, S = q.shape[2], k.shape[2]
-    if T == S:
-        mask, is_causal = None, True  # training, or a first prefill: the plain causal triangle
-    elif T == 1:
-        mask, is_causal = None, False  # one decoding step sees every key so far
-    else:
-        # Prefill after a prefix: SDPA's is_causal aligns the triangle to the top-left
-        # corner, which is wrong when S > T, so spell the mask out.
-        mask, is_causal = causal_mask(T, start_pos, q.device), False
+def attend(q, k, v, mask: torch.Tensor | None = None, is_causal: bool = False,
+           use_sdpa_gqa: bool = SDPA_HAS_GQA) -> torch.Tensor:
+    """Softmax attention of q: (B, H, T, hd) over k, v: (B, KV, S, hd) under a mask from
+    attention_mask(); k/v heads serve H // KV query heads each (grouped-query attention)."""
     n_rep = q.shape[1] // k.shape[1]
     if n_rep > 1 and use_sdpa_gqa:
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True
-        )
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
@@ -144,7 +206,7 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.dim, self.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(self.n_heads * self.head_dim, cfg.dim, bias=False)
 
-    def forward(self, x, rope: tuple, cache: LayerKVCache | None = None, start_pos: int = 0):
+    def forward(self, x, rope: tuple, mask: tuple, cache: LayerKVCache | None = None, start_pos: int = 0):
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, H, hd)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, KV, hd)
@@ -154,7 +216,7 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H|KV, T, hd): SDPA's layout
         if cache is not None:
             k, v = cache.update(start_pos, k, v)  # (B, KV, S, hd)
-        y = attend(q, k, v, start_pos)  # (B, H, T, hd)
+        y = attend(q, k, v, *mask)  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, D)
         return self.wo(y)
 
@@ -182,18 +244,21 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = FeedForward(cfg.dim, cfg.resolved_ffn_dim)
 
-    def forward(self, x, rope: tuple, cache: LayerKVCache | None = None, start_pos: int = 0):
-        h = x + self.attn(self.attention_norm(x), rope, cache, start_pos)
+    def forward(self, x, rope: tuple, mask: tuple, cache: LayerKVCache | None = None, start_pos: int = 0):
+        h = x + self.attn(self.attention_norm(x), rope, mask, cache, start_pos)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
 class Transformer(nn.Module):
-    """Token ids (B, T) -> next-token logits (B, T, V)."""
+    """Token ids (B, T) -> logits (B, T, V): next-token logits for the causal and prefix
+    families, logits of the token at each position for the masked family."""
 
-    def __init__(self, cfg: ModelConfig, activation_checkpointing: bool = False):
+    def __init__(self, cfg: ModelConfig, activation_checkpointing: bool | None = None):
         super().__init__()
         self.cfg = cfg.validate()
-        self.activation_checkpointing = activation_checkpointing
+        self.activation_checkpointing = (
+            cfg.activation_checkpointing if activation_checkpointing is None else activation_checkpointing
+        )
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
@@ -256,25 +321,55 @@ class Transformer(nn.Module):
 
     # ---- forward ----
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
-        """tokens: (B, T) ids at positions start_pos.. -> logits (B, T, V) in the compute dtype
-        (bf16 under autocast); lm_loss casts to float32. With a cache, the new keys and values
-        are written at start_pos and attention spans positions 0 .. start_pos + T - 1."""
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cache: KVCache | None = None,
+        start_pos: int = 0,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        prefix_len: int | torch.Tensor | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
+        """tokens: (B, T) ids in slots start_pos.. -> logits (B, T, V) in the compute dtype (bf16
+        under autocast; lm_loss casts to float32), or with return_hidden the final normed
+        hidden states (B, T, D) instead.
+
+        cache: the new keys and values are written at start_pos, and attention spans slots
+        0 .. start_pos + T - 1. padding_mask: (B, T) bool, False where tokens are padding
+        (batched prompts are left-padded): padding is never attended to, and each row's
+        rotary positions count its real tokens only, so a padded row computes what it would
+        alone. prefix_len (prefix family): slots below it form the bidirectional prefix.
+        """
         B, T = tokens.shape
-        self._check_positions(B, T, cache, start_pos)
-        positions = slice(start_pos, start_pos + T)
-        rope = (self.rope_cos[positions], self.rope_sin[positions])  # (T, hd/2) each
+        self._check_positions(B, T, cache, start_pos, prefix_len)
+        positions, key_valid = self._positions(B, T, cache, start_pos, padding_mask)
+        if positions is None:
+            rope = (self.rope_cos[start_pos:start_pos + T], self.rope_sin[start_pos:start_pos + T])  # (T, hd/2)
+        else:
+            rope = (self.rope_cos[positions], self.rope_sin[positions])  # (B, T, hd/2)
+        mask = attention_mask(T, start_pos, causal=self.cfg.family != "masked", prefix_len=prefix_len,
+                              key_valid=key_valid, device=tokens.device)
         h = self.tok_embeddings(tokens)  # (B, T, D)
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            layer_cache = None if cache is None else cache[i]
             if recompute and cache is None:
-                h = checkpoint(layer, h, rope, use_reentrant=False)
+                h = checkpoint(layer, h, rope, mask, use_reentrant=False)
             else:
-                h = layer(h, rope, layer_cache, start_pos)
-        return self.output(self.norm(h))  # (B, T, V)
+                h = layer(h, rope, mask, None if cache is None else cache[i], start_pos)
+        h = self.norm(h)  # (B, T, D)
+        return h if return_hidden else self.output(h)  # (B, T, V)
 
-    def _check_positions(self, B: int, T: int, cache: KVCache | None, start_pos: int) -> None:
+    def _positions(self, B, T, cache, start_pos, padding_mask):
+        """Rotary positions ((B, T), or None for the shared start_pos..) and the key mask."""
+        if cache is not None:
+            return cache.write_padding(B, T, start_pos, padding_mask)
+        if padding_mask is None or bool(padding_mask.all()):
+            return None, None
+        positions = start_pos + padding_mask.long().cumsum(1) - 1  # (B, T)
+        return positions.clamp(min=0), padding_mask
+
+    def _check_positions(self, B: int, T: int, cache: KVCache | None, start_pos: int, prefix_len) -> None:
         end = start_pos + T
         if start_pos < 0 or end > self.cfg.max_seq_len:
             raise ValueError(
@@ -286,6 +381,8 @@ class Transformer(nn.Module):
                 f"a KV cache for batch {cache.batch_size} x {cache.max_len} positions cannot hold "
                 f"batch {B} at positions {start_pos}..{end - 1}: make a larger cache"
             )
+        if prefix_len is not None and self.cfg.family != "prefix":
+            raise ValueError(f"prefix_len is for the prefix family; this model's family is {self.cfg.family!r}")
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

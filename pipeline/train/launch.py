@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipeline.config import Config
@@ -26,7 +26,11 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
     if manifest.tokenizer_fingerprint != tok.fingerprint:
         raise TrainError(f"the tokens in {tokens_dir} were made with another tokenizer than "
                          f"{tokenizer_path}: rerun `ownlm tokenize`")
-    mcfg = cfg.model.build(vocab_size=tok.vocab_size)
+    # The masked family's objective needs <|mask|>'s id: the model config (and so the checkpoint) carries it.
+    mcfg = replace(cfg.model.build(vocab_size=tok.vocab_size), mask_id=tok.mask_id)
+    if mcfg.family == "masked" and mcfg.mask_id is None:
+        raise TrainError(f"{tokenizer_path} has no <|mask|> token, which the masked family needs: retrain the "
+                         f"tokenizer (`ownlm tokenizer --force`) and re-tokenize")
     if manifest.seq_len > mcfg.max_seq_len:
         raise TrainError(f"packed sequences have {manifest.seq_len} tokens but the model's max_seq_len is "
                          f"{mcfg.max_seq_len}: set model.max_seq_len or re-tokenize with a smaller seq_len")

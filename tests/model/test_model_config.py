@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -38,7 +39,34 @@ def test_every_preset_is_valid_and_documented_fields_exist():
     assert {f.name for f in dataclasses.fields(ModelConfig)} == {
         "vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "multiple_of",
         "max_seq_len", "rope_theta", "norm_eps", "tie_embeddings", "init_std",
+        "family", "mask_prob", "mask_id", "activation_checkpointing",
     }
+    # Every field has a docstring under it (the config is the documentation).
+    import inspect
+
+    source = inspect.getsource(ModelConfig)
+    for f in dataclasses.fields(ModelConfig):
+        assert re.search(rf"^    {f.name}: .*\n    \"\"\"", source, re.M), f"{f.name} has no docstring"
+
+
+def test_families_and_their_settings_are_validated():
+    assert get_preset("debug", family="masked", mask_id=6).family == "masked"
+    problems = ModelConfig(dim=64, n_layers=1, n_heads=4, family="encoder", mask_prob=1.5,
+                           activation_checkpointing="yes").problems()
+    text = "\n".join(problems)
+    assert "family must be one of causal, masked, prefix, got 'encoder'" in text
+    assert "mask_prob must be a fraction in (0, 1)" in text
+    assert "activation_checkpointing must be true or false" in text
+    assert ModelConfig(dim=64, n_layers=1, n_heads=4, vocab_size=100, mask_id=100).problems() == [
+        "mask_id (100) must be below vocab_size (100): use the id of <|mask|> in the model's tokenizer"
+    ]
+
+
+def test_configs_saved_before_the_family_fields_still_load():
+    old = {k: v for k, v in get_preset("debug").to_dict().items()
+           if k not in ("family", "mask_prob", "mask_id", "activation_checkpointing")}
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.family == "causal" and cfg.mask_id is None and not cfg.activation_checkpointing
 
 
 def test_flops_match_the_reference_benchmark_formula():

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from model.tokenizer import EOT, PAD, ROLE_TOKENS, SPECIAL_TOKENS, Tokenizer
+from model.tokenizer import EOT, MASK, PAD, ROLE_TOKENS, SPECIAL_TOKENS, Tokenizer, chat_prompt
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -30,10 +30,11 @@ def test_decode_of_encode_gives_the_text_back(tok, text):
 
 
 def test_special_tokens_have_ids_and_encode_adds_none(tok):
-    assert SPECIAL_TOKENS == [EOT, PAD, *ROLE_TOKENS]
+    assert SPECIAL_TOKENS == [EOT, PAD, *ROLE_TOKENS, MASK]  # new tokens go last: old ids stay put
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     assert None not in ids.values() and len(set(ids.values())) == len(SPECIAL_TOKENS)
-    assert tok.eot_id == ids[EOT] and tok.pad_id == ids[PAD]
+    assert tok.eot_id == ids[EOT] and tok.pad_id == ids[PAD] and tok.mask_id == ids[MASK]
+    assert tok.end_of_turn_id == ids["<|end|>"]
     plain = tok.encode("hello")
     assert tok.eot_id not in plain and tok.pad_id not in plain
     # A chat template written as text maps role markers to their single ids.
@@ -76,3 +77,20 @@ def test_missing_or_malformed_files_fail_clearly(tmp_path):
     bad.write_text(json.dumps({"not": "a tokenizer"}))
     with pytest.raises(ValueError, match="not a Hugging Face tokenizers JSON"):
         Tokenizer.from_file(bad)
+
+
+def test_tokenizers_trained_before_the_mask_token_have_no_mask_id(make_bpe, tmp_path):
+    path = tmp_path / "old.json"
+    make_bpe(vocab_size=300, special_tokens=[EOT, PAD, *ROLE_TOKENS]).save(str(path))
+    old = Tokenizer.from_file(path)
+    assert old.mask_id is None and old.eot_id == 0
+
+
+def test_chat_prompt_writes_turns_in_role_tokens(tok):
+    text = chat_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
+    assert text == "<|system|>Be brief.<|end|><|user|>hi<|end|><|assistant|>"
+    ids = tok.encode(text)
+    assert ids[0] == tok.token_to_id("<|system|>") and ids[-1] == tok.token_to_id("<|assistant|>")
+    assert chat_prompt([{"role": "user", "content": "x"}], add_generation_prompt=False) == "<|user|>x<|end|>"
+    with pytest.raises(ValueError, match="message 0"):
+        chat_prompt([{"role": "bot", "content": "x"}])

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from model.config import get_preset
-from model.transformer import Transformer, apply_rotary_emb, attend, lm_loss, precompute_rope
+from model.transformer import Transformer, apply_rotary_emb, attend, attention_mask, lm_loss, precompute_rope
 
 
 def test_logits_shape_and_dtype(debug_model, debug_cfg):
@@ -40,27 +40,63 @@ def test_grouped_query_attention_shapes(debug_cfg):
     assert len(cache.layers) == debug_cfg.n_layers
 
 
-def reference_attention(q, k, v, start_pos):
-    """Textbook softmax(QK^T / sqrt(hd) + causal mask) V, k/v heads repeated per group."""
+def reference_attention(q, k, v, allowed):
+    """Textbook softmax(QK^T / sqrt(hd) + mask) V, k/v heads repeated per group; allowed (B, T, S)."""
     n_rep = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
-    T, S = q.shape[2], k.shape[2]
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, S)
-    allowed = torch.arange(S)[None, :] <= (start_pos + torch.arange(T))[:, None]
-    return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
+    return scores.masked_fill(~allowed[:, None], float("-inf")).softmax(-1) @ v
 
 
-@pytest.mark.parametrize("T,start_pos", [(7, 0), (1, 9), (4, 6)])  # training, decode, chunked prefill
+def textbook_mask(B, T, start_pos, causal=True, prefix=None, valid=None):
+    """Who may look where, one (query, key) pair at a time."""
+    S = start_pos + T
+    allowed = torch.zeros(B, T, S, dtype=torch.bool)
+    for b in range(B):
+        for i in range(T):
+            for j in range(S):
+                sees = (not causal) or j <= start_pos + i or (prefix is not None and j < prefix[b])
+                if valid is not None:
+                    sees = (sees and bool(valid[b, j])) or j == start_pos + i  # padding sees only itself
+                allowed[b, i, j] = sees
+    return allowed
+
+
+MASK_CASES = {  # name: (T, start_pos, attention_mask kwargs)
+    "training": (7, 0, {}),
+    "decode": (1, 9, {}),
+    "chunked prefill": (4, 6, {}),
+    "encoder": (7, 0, dict(causal=False)),
+    "prefix": (7, 0, dict(prefix_len=torch.tensor([3, 5]))),
+    "left padding": (7, 0, dict(key_valid=torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1] * 7]).bool())),
+    "padded decode": (1, 6, dict(key_valid=torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1] * 7]).bool())),
+    "padded encoder": (5, 0, dict(causal=False, key_valid=torch.tensor([[1, 1, 1, 0, 0], [1] * 5]).bool())),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MASK_CASES))
 @pytest.mark.parametrize("use_sdpa_gqa", [True, False])
-def test_attention_masks_match_the_textbook(T, start_pos, use_sdpa_gqa):
+def test_attention_masks_match_the_textbook(case, use_sdpa_gqa):
     from model.transformer import SDPA_HAS_GQA
 
     if use_sdpa_gqa and not SDPA_HAS_GQA:
         pytest.skip("SDPA has no enable_gqa before torch 2.5")
+    T, start_pos, kw = MASK_CASES[case]
     g = torch.Generator().manual_seed(0)
     q = torch.randn(2, 4, T, 8, generator=g)
     k, v = torch.randn(2, 2, start_pos + T, 8, generator=g), torch.randn(2, 2, start_pos + T, 8, generator=g)
-    assert_close(attend(q, k, v, start_pos, use_sdpa_gqa=use_sdpa_gqa), reference_attention(q, k, v, start_pos))
+    mask, is_causal = attention_mask(T, start_pos, **kw)
+    got = attend(q, k, v, mask, is_causal, use_sdpa_gqa=use_sdpa_gqa)
+    allowed = textbook_mask(2, T, start_pos, kw.get("causal", True), kw.get("prefix_len"), kw.get("key_valid"))
+    assert_close(got, reference_attention(q, k, v, allowed))
+    assert torch.isfinite(got).all()  # padding rows too: a NaN there would reach real tokens
+
+
+def test_masks_take_the_fast_paths_when_they_can():
+    assert attention_mask(8) == (None, True)  # SDPA's own causal triangle
+    assert attention_mask(1, 12) == (None, False)  # one decoding step sees every key
+    assert attention_mask(8, causal=False) == (None, False)
+    assert attention_mask(1, 12, prefix_len=4) == (None, False)
 
 
 def test_rope_rotates_pairs_and_keeps_norms():
