@@ -40,37 +40,44 @@ def _json_safe(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def _task_manager(tasks: list[str], include_paths: list[str]):
-    """A TaskManager that knows the bundled tasks; lm-eval's own ~15k task configs are only
-    indexed (about 10 s) when a requested task is not found without them."""
-    from lm_eval.tasks import TaskManager
+def _task_manager(tasks: list[str], include_paths: list[str], data_dirs: list[Path]):
+    """A TaskManager that knows the bundled tasks and reads known benchmarks from local files.
 
+    It first indexes only the bundled tasks and lm-eval's folders for the benchmarks named
+    (a fraction of a second); lm-eval's ~15k task configs are indexed (about 10 s) only when
+    a requested task is not found that way."""
+    from evaluation.benchmarks import lm_eval_task_folders, offline_task_manager
     from evaluation.tasks import bundled_tasks, include_path
 
     paths = [include_path(), *map(str, include_paths)]
-    manager = TaskManager(include_path=paths, include_defaults=False)
+    manager = offline_task_manager(paths + lm_eval_task_folders(tasks), data_dirs, include_defaults=False)
     if all(t in manager.all_tasks or Path(t).is_file() for t in tasks):
         return manager
-    manager = TaskManager(include_path=paths, include_defaults=True)
+    manager = offline_task_manager(paths, data_dirs, include_defaults=True)
     missing = [t for t in tasks if t not in manager.all_tasks and not Path(t).is_file()]
     if missing:
         raise ValueError(
             f"unknown lm-eval task(s): {', '.join(missing)}. Bundled with ownlm: "
-            f"{', '.join(bundled_tasks())}; otherwise name a task lm-eval ships (`lm_eval --tasks list`), "
+            f"{', '.join(bundled_tasks())}; otherwise name a task lm-eval ships (`ownlm lm-eval ls tasks`), "
             "a YAML file, or a folder of task YAMLs via include_paths")
     return manager
 
 
 def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = None,
                 batch_size: int = 16, include_paths: list[str] = (), tokenizer=None,
-                device: str = "cpu") -> dict:
+                device: str = "cpu", data_dir: str | Path | None = None, num_fewshot: int | None = None,
+                log_samples: bool = False) -> dict:
     """Evaluate on lm-eval tasks; returns {"results": lm-eval's per-task results (JSON-safe),
-    "metrics": {"eval/<task>/<metric>": float}, "versions": ..., "n-shot": ...}.
+    "metrics": {"eval/<task>/<metric>": float}, "versions": ..., "n-shot": ..., "samples"?}.
 
     model_or_path: a checkpoint folder, an `OwnLM`, or a Transformer (then pass `tokenizer`).
+    data_dir: a folder holding benchmark data sets in their own layouts (see
+    evaluation.benchmarks), or "bundled" for the small sample files shipped with ownlm. The
+    Hugging Face Hub stays offline throughout: missing data fails before the model runs.
     """
     import lm_eval
 
+    from evaluation.benchmarks import check_available, hub_offline, leaf_configs, resolve_data_dir
     from evaluation.lm_eval_adapter import OwnLM
 
     tasks = list(tasks)
@@ -84,9 +91,16 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
         lm = OwnLM.from_model(model_or_path, tokenizer, batch_size=batch_size)
     else:
         raise TypeError("run_lm_eval takes a checkpoint path, an OwnLM, or a model plus tokenizer=")
-    out = lm_eval.simple_evaluate(
-        model=lm, tasks=tasks, task_manager=_task_manager(tasks, list(include_paths)),
-        limit=limit, bootstrap_iters=0, log_samples=False)
+    data_dirs = [d for d in [resolve_data_dir(data_dir)] if d is not None]
+    with hub_offline():
+        manager = _task_manager(tasks, list(include_paths), data_dirs)
+        check_available(leaf_configs(manager, tasks), data_dirs)
+        out = lm_eval.simple_evaluate(
+            model=lm, tasks=tasks, task_manager=manager, num_fewshot=num_fewshot,
+            limit=limit, bootstrap_iters=0, log_samples=log_samples)
     results = _json_safe(out["results"])
-    return {"results": results, "metrics": flatten_metrics(results),
-            "versions": _json_safe(out.get("versions", {})), "n-shot": _json_safe(out.get("n-shot", {}))}
+    report = {"results": results, "metrics": flatten_metrics(results),
+              "versions": _json_safe(out.get("versions", {})), "n-shot": _json_safe(out.get("n-shot", {}))}
+    if log_samples:
+        report["samples"] = _json_safe(out.get("samples", {}))
+    return report

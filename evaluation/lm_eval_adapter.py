@@ -138,7 +138,8 @@ class OwnLM(TemplateLM):
         # of similar lengths waste little padding.
         order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][1]) + len(requests[i][2])))
         batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        for batch in tqdm(batches, disable=disable_tqdm, desc="ownlm loglikelihood"):
+        bar = tqdm(total=len(requests), disable=disable_tqdm, desc="ownlm loglikelihood", unit="req")
+        for batch in batches:
             inputs, conts = [], []
             for i in batch:
                 _, ctx, cont = requests[i]
@@ -161,6 +162,8 @@ class OwnLM(TemplateLM):
                 results[i] = (score, greedy)
                 if requests[i][0] is not None:
                     self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
+            bar.update(len(batch))
+        bar.close()
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
@@ -184,7 +187,7 @@ class OwnLM(TemplateLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         out = []
-        for req in tqdm(requests, disable=disable_tqdm, desc="ownlm generate_until"):
+        for req in tqdm(requests, disable=disable_tqdm, desc="ownlm generate_until", unit="req"):
             context, gen_kwargs = req.args
             text = self._generate_one(context, dict(gen_kwargs or {}))
             out.append(text)

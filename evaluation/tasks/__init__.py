@@ -4,6 +4,11 @@ lm-eval reads a local data set through `dataset_path: json` with `data_files`, a
 paths must be absolute, which a packaged file cannot know in advance. So each `*.yaml` here
 names its data files relative to this folder, and `include_path()` writes resolved copies
 into a private temporary folder that `lm_eval.tasks.TaskManager(include_path=...)` indexes.
+
+`benchmarks/` holds small files written for this project in the schemas and folder layouts of
+the benchmark data sets lm-eval's own tasks read (MMLU, ARC, HellaSwag, GPQA, MATH): a data
+folder for tests and the demo (`ownlm eval --data-dir bundled --tasks arc_easy,...`); see
+evaluation/benchmarks.py.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pathlib import Path
 import yaml
 
 TASKS_DIR = Path(__file__).resolve().parent
+BENCHMARK_SAMPLES = TASKS_DIR / "benchmarks"
 
 
 def _templates() -> list[Path]:
