@@ -53,7 +53,7 @@ class ClusterConfig(Section):
     """Logical CPUs for a local Ray instance; None sizes it so data tasks fit beside the train workers."""
 
 
-SOURCE_FORMATS = ("jsonl", "parquet", "html", "text", "code")
+SOURCE_FORMATS = ("jsonl", "parquet", "warc", "html", "text", "pdf", "code")
 
 
 class SourceConfig(Section):
@@ -61,8 +61,9 @@ class SourceConfig(Section):
     """The source's name, kept in every document's `source` column."""
     kind: str = Field(default="web", min_length=1)
     """What the text is: web, code, book, paper, legal, prose, ..."""
-    format: Literal["jsonl", "parquet", "html", "text", "code"]
-    """How to read it: jsonl/parquet records, html pages, plain text files, a source-code tree."""
+    format: Literal["jsonl", "parquet", "warc", "html", "text", "pdf", "code"]
+    """How to read it: jsonl (.gz, .zst) / parquet records, warc crawls (HTML responses), html pages,
+    plain text or markdown files, pdf documents, a source-code tree."""
     path: str = Field(min_length=1)
     """A file, a folder or a glob; `{root}` and `{sample}` expand to the storage root and the sample corpus."""
     text_field: str = "text"
@@ -70,7 +71,13 @@ class SourceConfig(Section):
     id_field: str = "id"
     """For jsonl/parquet: the field holding a record's own id, kept when present."""
     weight: float = Field(default=1.0, gt=0)
-    """Mixture weight: above 1 up-samples, below 1 down-samples this source."""
+    """Mixture weight applied by the training loader each epoch: above 1 up-samples, below 1
+    down-samples this source (the curated files are not copied)."""
+    curate_weight: float = Field(default=1.0, gt=0)
+    """Mixture weight applied at curation: the curated output holds each kept document int(w) times,
+    plus one more copy for a deterministic (w - int(w)) share of them; below 1, a deterministic
+    w share is kept (the rest are `downsampled` rejects). Copies keep the document's id, so they
+    fall into the same train/validation split. Multiplies with `weight`; use one of the two."""
 
 
 class DataConfig(Section):
