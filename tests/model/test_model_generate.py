@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model.config import get_preset
-from model.generate import generate, generate_stream, generate_text, sample
+from model.generate import generate, generate_batch, generate_stream, generate_text, generate_texts, sample
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
@@ -119,3 +119,59 @@ def test_generate_text_stops_at_a_stop_string(tokenizer_file):
     cut = generate_text(model, tok, "The quick", max_new_tokens=40, stop=[stop, "never-there"])
     assert cut == free[: free.find(stop)]
     assert stop not in cut
+
+
+# ---- batches of prompts of different lengths ----
+
+PROMPTS = [[5, 17, 300, 42, 7], [9], list(range(100, 120)), [3, 3]]
+
+
+@pytest.mark.parametrize("family", ["causal", "prefix"])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_batched_generation_equals_one_by_one(family, use_cache):
+    torch.manual_seed(0)
+    model = Transformer(get_preset("debug", init_std=0.1, family=family)).eval()
+    alone = [generate(model, p, 16) for p in PROMPTS]
+    assert generate_batch(model, PROMPTS, 16, use_cache=use_cache) == alone
+    assert len({tuple(a) for a in alone}) == len(PROMPTS)  # different prompts, different answers
+
+
+def test_each_row_of_a_batch_stops_at_its_own_eos(peaked_model):
+    free = generate_batch(peaked_model, PROMPTS, 20)
+    eos = free[0][3]  # the first row emits it early; others may later, or never
+    stopped = generate_batch(peaked_model, PROMPTS, 20, eos_id=eos)
+    for row, s in zip(free, stopped):
+        assert s == (row[: row.index(eos) + 1] if eos in row else row)
+    two = generate_batch(peaked_model, PROMPTS, 20, eos_id=[eos, free[1][2]])
+    assert all(len(t) <= len(s) for t, s in zip(two, stopped)) and two[1] == free[1][:3]
+
+
+def test_batched_sampling_is_repeatable_and_top_k_one_is_greedy(peaked_model):
+    kw = dict(temperature=1.0, top_p=0.9, seed=3)
+    assert generate_batch(peaked_model, PROMPTS, 12, **kw) == generate_batch(peaked_model, PROMPTS, 12, **kw)
+    assert generate_batch(peaked_model, PROMPTS, 12, temperature=2.0, top_k=1, seed=1) == \
+        generate_batch(peaked_model, PROMPTS, 12)
+
+
+def test_padded_rows_get_the_logits_they_get_alone(peaked_model):
+    short, long = torch.tensor([[7, 8, 9]]), torch.tensor([[1, 2, 3, 4, 5, 6]])
+    batch = torch.tensor([[0, 0, 0, 7, 8, 9], [1, 2, 3, 4, 5, 6]])
+    real = torch.tensor([[False] * 3 + [True] * 3, [True] * 6])
+    with torch.no_grad():
+        out = peaked_model(batch, padding_mask=real)
+        torch.testing.assert_close(out[0, 3:], peaked_model(short)[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out[1], peaked_model(long)[0], rtol=1e-5, atol=1e-5)
+        assert torch.isfinite(out).all()
+
+
+def test_generate_texts_batches_prompts_and_cuts_each_at_its_stop(tokenizer_file):
+    tok = Tokenizer.from_file(tokenizer_file)
+    torch.manual_seed(0)
+    model = Transformer(get_preset("debug", vocab_size=tok.vocab_size, init_std=0.1)).eval()
+    prompts = ["The quick", "def add(a, b):", ""]
+    alone = [generate_text(model, tok, p, max_new_tokens=24) for p in prompts]
+    assert generate_texts(model, tok, prompts, max_new_tokens=24) == alone
+    stop = alone[1][2:4]
+    cut = generate_texts(model, tok, prompts, max_new_tokens=24, stop=[stop])
+    assert cut == [generate_text(model, tok, p, max_new_tokens=24, stop=[stop]) for p in prompts]
+    assert cut[1] == alone[1][: alone[1].find(stop)]
