@@ -46,7 +46,7 @@ STAGE_SETTINGS = {
     "eval": [("--tasks", "eval.tasks", str)],
 }
 
-TOOL_MODULES: list[str] = []
+TOOL_MODULES: list[str] = ["pipeline.commands.model_tools"]
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -160,18 +160,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _generate(cfg, args) -> int:
-    from model.checkpoint import load_model, load_tokenizer
-    from model.generate import generate_text
-    from pipeline.layout import Layout
+    """`ownlm generate --model CKPT --prompt TEXT`: stream a completion (pipeline/commands/model_tools.py)."""
+    from pipeline.commands.model_tools import generate_command
 
-    path = args.model or Layout(cfg.root).model
-    g = cfg.generate
-    prompt = args.prompt if args.prompt is not None else g.prompt
-    model, _ = load_model(path)
-    text = generate_text(model, load_tokenizer(path), prompt, max_new_tokens=g.max_new_tokens,
-                         temperature=g.temperature, top_k=g.top_k, seed=g.seed)
-    print(prompt + text)
-    return 0
+    return generate_command(cfg, args)
 
 
 def _print_summary(cfg, result: dict) -> None:
