@@ -384,9 +384,11 @@ def leaf_configs(manager, names: list[str]) -> list[dict]:
     return out
 
 
-def offline_task_manager(include_paths: list[str], data_dirs: list[Path], include_defaults: bool = True,
-                         metadata: dict | None = None):
-    """An lm-eval TaskManager whose tasks read known benchmarks from local files."""
+def offline_task_manager_class(data_dirs: list[Path], extra_include: list[str] = ()):
+    """A subclass of lm-eval's TaskManager whose tasks read known benchmarks from local files,
+    which also indexes `extra_include` and checks, before loading any task, that every
+    requested benchmark's data is there (MissingBenchmarkData otherwise). It takes
+    TaskManager's own arguments, so it can stand in for it inside lm-eval's command line."""
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._factory import TaskFactory
 
@@ -395,12 +397,24 @@ def offline_task_manager(include_paths: list[str], data_dirs: list[Path], includ
             return rewrite_config(super()._load_full_config(entry, overrides), data_dirs)
 
     class OfflineTaskManager(TaskManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+        def __init__(self, *args, include_path=None, **kwargs):
+            paths = include_path if isinstance(include_path, (list, tuple)) else [include_path] if include_path else []
+            super().__init__(*args, include_path=[*extra_include, *paths] or None, **kwargs)
             self._factory = OfflineTaskFactory(meta=self.metadata)
 
-    return OfflineTaskManager(include_path=include_paths or None, include_defaults=include_defaults,
-                              metadata=metadata)
+        def load(self, task_list):
+            names = [t for t in (task_list if isinstance(task_list, list) else [task_list]) if isinstance(t, str)]
+            check_available(leaf_configs(self, names), data_dirs)
+            return super().load(task_list)
+
+    return OfflineTaskManager
+
+
+def offline_task_manager(include_paths: list[str], data_dirs: list[Path], include_defaults: bool = True,
+                         metadata: dict | None = None):
+    """An instance of `offline_task_manager_class`."""
+    cls = offline_task_manager_class(data_dirs)
+    return cls(include_path=list(include_paths) or None, include_defaults=include_defaults, metadata=metadata)
 
 
 def lm_eval_task_folders(names: list[str]) -> list[str]:

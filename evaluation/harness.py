@@ -16,6 +16,10 @@ from pathlib import Path
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./]")
 
 
+class TaskNotFound(FileNotFoundError):
+    """A task name that is neither bundled, nor lm-eval's, nor a task YAML file."""
+
+
 def metric_name(task: str, key: str) -> str:
     """`("arc_easy", "acc_norm,none")` -> `"eval/arc_easy/acc_norm"`."""
     metric, _, filt = key.partition(",")
@@ -56,7 +60,7 @@ def _task_manager(tasks: list[str], include_paths: list[str], data_dirs: list[Pa
     manager = offline_task_manager(paths, data_dirs, include_defaults=True)
     missing = [t for t in tasks if t not in manager.all_tasks and not Path(t).is_file()]
     if missing:
-        raise ValueError(
+        raise TaskNotFound(
             f"unknown lm-eval task(s): {', '.join(missing)}. Bundled with ownlm: "
             f"{', '.join(bundled_tasks())}; otherwise name a task lm-eval ships (`ownlm lm-eval ls tasks`), "
             "a YAML file, or a folder of task YAMLs via include_paths")
@@ -77,7 +81,7 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
     """
     import lm_eval
 
-    from evaluation.benchmarks import check_available, hub_offline, leaf_configs, resolve_data_dir
+    from evaluation.benchmarks import hub_offline, resolve_data_dir
     from evaluation.lm_eval_adapter import OwnLM
 
     tasks = list(tasks)
@@ -94,7 +98,6 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
     data_dirs = [d for d in [resolve_data_dir(data_dir)] if d is not None]
     with hub_offline():
         manager = _task_manager(tasks, list(include_paths), data_dirs)
-        check_available(leaf_configs(manager, tasks), data_dirs)
         out = lm_eval.simple_evaluate(
             model=lm, tasks=tasks, task_manager=manager, num_fewshot=num_fewshot,
             limit=limit, bootstrap_iters=0, log_samples=log_samples)

@@ -43,10 +43,11 @@ STAGE_PATHS = {
 STAGE_SETTINGS = {
     "tokenizer": [("--vocab-size", "tokenizer.vocab_size", int)],
     "tokenize": [("--seq-len", "tokenize.seq_len", int)],
-    "eval": [("--tasks", "eval.tasks", str)],
+    "eval": [("--tasks", "eval.tasks", str), ("--data-dir", "eval.data_dir", str), ("--limit", "eval.limit", int),
+             ("--num-fewshot", "eval.num_fewshot", int)],
 }
 
-TOOL_MODULES: list[str] = ["pipeline.commands.model_tools"]
+TOOL_MODULES: list[str] = ["pipeline.commands.model_tools", "pipeline.commands.eval_tools"]
 
 
 def common_options() -> argparse.ArgumentParser:
