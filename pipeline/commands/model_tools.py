@@ -137,7 +137,7 @@ def chat_command(cfg, args) -> int:
     stops = {tok.eot_id} | ({tok.end_of_turn_id} if tok.end_of_turn_id is not None else set())
     opening = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(opening)
-    interactive = sys.stdin.isatty()
+    interactive, turn = sys.stdin.isatty(), 0
     if interactive:
         print(f"ownlm chat with {path} (/reset clears, /exit or Ctrl-D quits)", file=sys.stderr)
     while True:
@@ -153,9 +153,10 @@ def chat_command(cfg, args) -> int:
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line})
+        turn += 1  # a new seed per reply: the same seed every turn would repeat the same draws
         try:
             stream = generate_stream(model, tok.encode(chat_prompt(messages)), max_new, temperature=temperature,
-                                     top_k=top_k, top_p=args.top_p, eos_id=sorted(stops), seed=seed)
+                                     top_k=top_k, top_p=args.top_p, eos_id=sorted(stops), seed=seed + turn)
         except ValueError as e:
             return _fail(str(e))
         print("assistant> ", end="", flush=True)
