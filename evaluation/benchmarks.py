@@ -251,6 +251,9 @@ def in_datasets_cache(repo: str, name: str | None) -> bool:
     """Whether `datasets` can load this data set from its own cache without the network."""
     import datasets
 
+    cached = Path(datasets.config.HF_DATASETS_CACHE) / repo.replace("/", "___")
+    if not cached.is_dir():  # what `datasets` writes for a data set it has loaded before
+        return False
     with hub_offline(), contextlib.suppress(Exception):
         datasets.load_dataset(repo, name)
         return True

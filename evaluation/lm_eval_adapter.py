@@ -47,6 +47,17 @@ def _torch_dtype(dtype):
     return value
 
 
+def _available_device(device: str | None) -> str:
+    """lm-eval's command line asks for "cuda" by default; like its `hf` backend, fall back to the
+    CPU (with a warning) when no GPU is there. None picks the GPU when there is one."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        log.warning("device %r is not available; using the CPU", device)
+        return "cpu"
+    return str(device)
+
+
 @register_model("ownlm")
 class OwnLM(TemplateLM):
     """An ownlm checkpoint (or in-memory Transformer + Tokenizer) as an lm-eval model."""
@@ -55,7 +66,7 @@ class OwnLM(TemplateLM):
         self,
         path: str | Path | None = None,
         batch_size: int | str = 16,
-        device: str = "cpu",
+        device: str | None = "cpu",
         max_length: int | str | None = None,
         dtype: str | None = None,
         max_gen_toks: int | str = 256,
@@ -66,6 +77,7 @@ class OwnLM(TemplateLM):
         tokenizer=None,
     ):
         super().__init__()
+        device = _available_device(device)
         if model is None:
             if path is None:
                 raise ValueError("OwnLM needs a checkpoint: OwnLM(path=CKPT) or OwnLM.from_model(model, tokenizer)")
