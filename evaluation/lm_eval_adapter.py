@@ -134,14 +134,15 @@ class OwnLM(TemplateLM):
     # ---- scoring ----
 
     @torch.inference_mode()
-    def _logits(self, rows: list[list[int]]) -> torch.Tensor:
-        """Right-padded forward pass: (B, T, V). Causal attention keeps padding on the right
-        from touching any real position, so no attention mask is needed."""
+    def _hidden(self, rows: list[list[int]]) -> torch.Tensor:
+        """Right-padded forward pass to the final normed hidden states: (B, T, D). Causal
+        attention keeps padding on the right from touching any real position, so no attention
+        mask is needed."""
         width = max(len(r) for r in rows)
         batch = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         for i, r in enumerate(rows):
             batch[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        return self.model(batch.to(self.device))
+        return self.model(batch.to(self.device), return_hidden=True)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         """requests: ((context, continuation) | None, context_ids, continuation_ids) triples."""
@@ -163,15 +164,23 @@ class OwnLM(TemplateLM):
                 window = (list(ctx) + list(cont))[-(self.max_length + 1):]
                 inputs.append(window[:-1])
                 conts.append(list(cont))
-            logits = self._logits(inputs)
-            for row, i in enumerate(batch):
-                n, end = len(conts[row]), len(inputs[row])
-                # Position p predicts token p + 1: the continuation is predicted by the last n inputs.
-                logprobs = torch.log_softmax(logits[row, end - n : end].float(), dim=-1)  # (n, V)
-                target = torch.tensor(conts[row], device=logprobs.device)
-                score = logprobs.gather(-1, target[:, None]).sum().item()
-                greedy = bool((logprobs.argmax(dim=-1) == target).all())
-                results[i] = (score, greedy)
+            # Position p predicts token p + 1: each continuation is predicted by its row's last
+            # n inputs. Only those positions go through the output head (the vocabulary-sized
+            # matmul), all rows at once.
+            hidden = self._hidden(inputs)  # (B, T, D)
+            owner = [row for row, c in enumerate(conts) for _ in c]
+            positions = [p for row, c in enumerate(conts) for p in range(len(inputs[row]) - len(c), len(inputs[row]))]
+            with torch.inference_mode():
+                logprobs = torch.log_softmax(self.model.output(hidden[owner, positions]).float(), dim=-1)  # (N, V)
+                target = torch.tensor([t for c in conts for t in c], device=logprobs.device)
+                owner_t = torch.tensor(owner, device=logprobs.device)
+                picked = logprobs.gather(-1, target[:, None])[:, 0]  # (N,)
+                misses = (logprobs.argmax(dim=-1) != target).float()
+                scores = torch.zeros(len(batch), device=logprobs.device).index_add_(0, owner_t, picked)
+                missed = torch.zeros(len(batch), device=logprobs.device).index_add_(0, owner_t, misses)
+            for row, (score, miss) in enumerate(zip(scores.tolist(), missed.tolist())):
+                i = batch[row]
+                results[i] = (score, miss == 0)
                 if requests[i][0] is not None:
                     self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
             bar.update(len(batch))
