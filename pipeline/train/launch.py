@@ -1,13 +1,21 @@
-"""`ownlm train`: wire the config into a Ray Train TorchTrainer and keep the final checkpoint."""
+"""`ownlm train`: wire the config into a Ray Train TorchTrainer and keep the final checkpoint.
+
+The `train` config section becomes Ray Train's ScalingConfig (workers, CPUs, GPU, extra
+resources, placement), RunConfig (run name, storage path or URI), CheckpointConfig (keep N,
+best by validation loss) and FailureConfig (max failures); the loop in loop.py runs on every
+worker. The kept checkpoint with the lowest validation loss (or the last, by config) is
+exported as a plain model checkpoint (checkpoints.export_model).
+"""
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from pipeline.config import Config
+from pipeline.config import Config, TrainConfig
 from pipeline.packed import Manifest
-from pipeline.train.loop import TrainJob, train_loop_per_worker
+from pipeline.train.checkpoints import export_model
+from pipeline.train.faults import forwarded_env
+from pipeline.train.loop import STOP_NON_FINITE, TrainJob, train_loop_per_worker
 
 
 class TrainError(RuntimeError):
@@ -43,41 +51,73 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
 
 def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path, run_name: str,
               run_id: str | None = None) -> dict:
-    """Train with Ray Train; copy the final checkpoint to output_dir. Returns the last reported metrics.
+    """Train with Ray Train; export the final checkpoint to output_dir. Returns the last metrics
+    logged (rank 0), with `final/step` and `final/val_loss` of the checkpoint kept as the model.
 
     The Ray Train run is named by the caller (from the stage fingerprint): rerunning an interrupted
     `ownlm train` with the same inputs and config finds the run in storage and resumes from its
-    latest checkpoint.
+    latest checkpoint. Within a run, Ray Train restarts failed workers from the last checkpoint
+    (`train.max_failures`).
     """
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import TrainingFailedError
     from ray.train.torch import TorchTrainer
 
     job = build_job(cfg, tokens_dir, run_id)
-    tc = cfg.train
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=asdict(job),
-        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                     resources_per_worker={"CPU": tc.cpus_per_worker}),
-        run_config=RunConfig(
-            name=run_name, storage_path=str(storage_dir),
-            checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints),
-            failure_config=FailureConfig(max_failures=tc.max_failures),
-            # Progress lines come from rank 0's own prints; Train's per-report INFO logs would drown them.
-            logging_config=LoggingConfig(log_level="WARNING"),
-            # Train V2 also re-logs every print through its logger, which shows each line twice.
-            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}),
-    )
-    result = trainer.fit()
-    if result.error:
-        raise TrainError(f"training failed: {result.error}") from result.error
+    storage = cfg.train.storage_path or str(Path(storage_dir).resolve())
+    trainer = TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job),
+                           scaling_config=scaling_config(cfg.train),
+                           run_config=run_config(cfg.train, run_name, storage))
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as e:
+        raise TrainError(f"training failed (run {run_name} in {storage}; rerun to resume from its last "
+                         f"checkpoint): {e}") from e
+    summary = result.return_value or {}
+    if summary.get("stopped") == STOP_NON_FINITE:
+        raise TrainError(summary["error"])
+    chosen = choose_checkpoint(result, cfg.train.final_checkpoint)
+    if chosen is None:
+        raise TrainError(f"training finished without a checkpoint (run {run_name} in {storage})")
+    checkpoint, chosen_metrics = chosen
+    with checkpoint.as_directory() as ckpt_dir:
+        export_model(ckpt_dir, output_dir)
+    metrics = {**chosen_metrics, **summary.get("metrics", {})}
+    metrics.update({"step": summary.get("step", chosen_metrics.get("step")),
+                    "final/step": chosen_metrics.get("step"), "final/val_loss": chosen_metrics.get("val/loss")})
+    if summary.get("stopped"):
+        metrics["stopped"] = summary["stopped"]
+    return metrics
+
+
+def scaling_config(tc: TrainConfig):
+    from ray.train import ScalingConfig
+
+    return ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                         resources_per_worker={"CPU": tc.cpus_per_worker, **tc.resources_per_worker},
+                         placement_strategy=tc.placement_strategy)
+
+
+def run_config(tc: TrainConfig, run_name: str, storage: str):
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
+
+    return RunConfig(
+        name=run_name, storage_path=storage,
+        # Keep the best checkpoints by validation loss (every checkpoint report carries one);
+        # Ray Train always keeps the latest too, which is what a restart resumes from.
+        checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute="val/loss",
+                                           checkpoint_score_order="min"),
+        failure_config=FailureConfig(max_failures=tc.max_failures),
+        # Progress lines come from rank 0's own prints; Train's per-report INFO logs would drown them.
+        logging_config=LoggingConfig(log_level="WARNING"),
+        # Train V2 also re-logs every print through its logger, which shows each line twice.
+        worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **forwarded_env()}})
+
+
+def choose_checkpoint(result, which: str):
+    """(Checkpoint, its metrics): the lowest validation loss among those kept, or the latest."""
+    if which == "best" and result.best_checkpoints:
+        return min(result.best_checkpoints, key=lambda cm: (cm[1].get("val/loss", float("inf")),
+                                                            -cm[1].get("step", 0)))
     if result.checkpoint is None:
-        raise TrainError("training finished without a checkpoint")
-    output_dir = Path(output_dir)
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with result.checkpoint.as_directory() as ckpt:
-        shutil.copytree(ckpt, tmp)
-    shutil.rmtree(output_dir, ignore_errors=True)
-    tmp.rename(output_dir)
-    return dict(result.metrics or {})
+        return None
+    return result.checkpoint, dict(result.metrics or {})

@@ -1,13 +1,14 @@
 """The per-worker training loop that Ray Train runs on every worker.
 
-Short and linear, torchtitan style: build, resume, then step / log / validate /
-checkpoint until the step budget is spent. Everything it needs arrives in one
-JSON-safe dict (`TrainJob`), so the loop can also run in a plain process.
+Short and linear, torchtitan style: `Trainer.__init__` builds (model, strategy,
+optimizer, data) and resumes from Ray Train's last checkpoint; `Trainer.fit` steps,
+logs, validates, checkpoints and stops (step budget, epochs, early stopping, or a
+non-finite loss). Everything it needs arrives in one JSON-safe dict (`TrainJob`).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,8 +18,13 @@ import numpy as np
 import torch
 
 from pipeline.packed import PackedSplit
+from pipeline.train import checkpoints, parallel
 from pipeline.train.data import Position, ShuffledBatches
+from pipeline.train.faults import KillWorker
+from pipeline.train.metrics import Window, device_peak_flops, peak_memory_bytes, progress_line
 from pipeline.train.schedule import build_optimizer, lr_at
+
+STOP_NON_FINITE, STOP_EARLY = "non_finite", "early_stopping"
 
 
 @dataclass
@@ -37,138 +43,263 @@ class TrainJob:
     """Mixture weight per source name (`data.sources[].weight`), applied by the loader."""
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+@dataclass
+class Progress:
+    """How far the run is; saved in every checkpoint (train_state.pt) and restored on resume."""
+    step: int = 0
+    position: Position = field(default_factory=Position)
+    tokens_seen: int = 0
+    best_val: float = math.inf
+    evals_without_improvement: int = 0
+    stopped: str | None = None
+    """Why the run ended before its budget (early stopping), so a rerun does not train on."""
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "position": asdict(self.position)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Progress":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**{**known, "position": Position(**d["position"])})
 
 
-def train_loop_per_worker(job_dict: dict) -> None:
-    import ray.train
-    import ray.train.torch
+def train_loop_per_worker(job_dict: dict) -> dict:
+    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`."""
+    from pipeline.train.session import RaySession
 
-    from model.checkpoint import load_model, load_train_state
-    from model.config import ModelConfig
-    from model.objectives import training_loss
-    from model.transformer import Transformer
-    from pipeline.tracking import RemoteMetricLogger
-
-    job = TrainJob(**job_dict)
-    tc = job.train
     # Ray Train logs every report at INFO from the workers; our own progress lines say the same.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(tc["cpus_per_worker"])))
-    device = ray.train.torch.get_device()
+    return Trainer(TrainJob(**job_dict), RaySession()).fit()
 
-    # --- build: model, optimizer, data; resume from the last checkpoint when Ray Train restarts us
-    torch.manual_seed(tc["seed"])
-    mcfg = ModelConfig.from_dict(job.model)
-    step, pos, best_val = 0, Position(), float("inf")
-    resume = ray.train.get_checkpoint()
-    if resume:
-        with resume.as_directory() as ckpt_dir:
-            model, _ = load_model(ckpt_dir)
-            state = load_train_state(ckpt_dir)
-    else:
-        model, state = Transformer(mcfg), None
-    model = ray.train.torch.prepare_model(model)
-    optimizer = build_optimizer(model, lr=tc["lr"], weight_decay=tc["weight_decay"],
-                                betas=(tc["beta1"], tc["beta2"]))
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        step, pos, best_val = state["step"], Position(**state["position"]), state.get("best_val", best_val)
-        torch.set_rng_state(state["torch_rng"])
-    train_split = PackedSplit(job.tokens_dir, "train")
-    val_split = PackedSplit(job.tokens_dir, "val")
-    loader = ShuffledBatches(train_split, tc["batch_size"], rank, world, tc["seed"],
-                             weights=job.source_weights)
-    logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
-    schedule = dict(lr=tc["lr"], warmup_steps=tc["warmup_steps"], max_steps=tc["max_steps"],
-                    min_lr_ratio=tc["min_lr_ratio"])
-    tokens_per_step = loader.global_batch * tc["grad_accum_steps"] * train_split.manifest.seq_len
-    if rank == 0:
-        print(f"[train] {world} worker(s), {sum(p.numel() for p in model.parameters()):,} params, "
-              f"{len(train_split):,} train sequences, {loader.steps_per_epoch} steps/epoch, "
-              f"start at step {step}", flush=True)
 
-    # --- the loop
-    window_time, window_loss, window_steps = 0.0, 0.0, 0
-    while step < tc["max_steps"]:
-        t0 = time.perf_counter()  # tokens/s counts training steps only, not validation or checkpoints
-        lr = lr_at(step, **schedule)
-        for group in optimizer.param_groups:
+class Trainer:
+    def __init__(self, job: TrainJob, session):
+        """session: a pipeline.train.session.RaySession (or LocalSession): rank, world, device,
+        resume_dir(), report(), where()."""
+        from model.config import ModelConfig, flops_per_token
+        from model.transformer import Transformer
+        from pipeline.config import TrainConfig
+        from pipeline.tracking import RemoteMetricLogger
+
+        self.job, self.session = job, session
+        rank, world, device = session.rank, session.world, session.device
+        self.rank, self.world, self.device = rank, world, device
+        self.tc = tc = TrainConfig.model_validate(job.train)
+        torch.set_num_threads(max(1, int(tc.cpus_per_worker)))
+        self.mcfg = ModelConfig.from_dict(job.model)
+
+        # --- model: the same initial weights on every worker, then wrapped for the strategy
+        torch.manual_seed(tc.seed)
+        self.dtype = parallel.compute_dtype(tc.mixed_precision, device)
+        self.model = parallel.parallelize(Transformer(self.mcfg), strategy=tc.strategy, device=device,
+                                          world=world, dtype=self.dtype, compile=tc.compile,
+                                          cpu_offload=tc.cpu_offload)
+        self.optimizer = build_optimizer(self.model, lr=tc.lr, weight_decay=tc.weight_decay,
+                                         betas=(tc.beta1, tc.beta2))
+        # Each worker's own random stream (masked/prefix objectives draw from it), restored on resume.
+        _seed_all(tc.seed * 1000 + rank + 1)
+
+        # --- data and budget
+        self.train_split = PackedSplit(job.tokens_dir, "train")
+        self.val_split = PackedSplit(job.tokens_dir, "val")
+        self.loader = ShuffledBatches(self.train_split, tc.batch_size, rank, world, tc.seed,
+                                      weights=job.source_weights)
+        seq_len = self.train_split.manifest.seq_len
+        self.tokens_per_step = self.loader.global_batch * tc.grad_accum_steps * seq_len
+        self.total_steps = tc.max_steps
+        if tc.epochs is not None:
+            epoch_steps = tc.epochs * self.loader.steps_per_epoch / tc.grad_accum_steps
+            self.total_steps = min(tc.max_steps, max(1, int(epoch_steps)))
+        self.loss_kwargs = dict(family=self.mcfg.family, pad_id=self.train_split.pad_id, mask_id=self.mcfg.mask_id)
+        self.flops_per_token = flops_per_token(self.mcfg, seq_len)
+        self.peak_flops = device_peak_flops(device, tc.peak_flops)
+        self.placement = _gather(session.where())
+
+        # --- resume where Ray Train's last checkpoint left off (after a failure, or a rerun by name)
+        self.progress = Progress()
+        with session.resume_dir() as ckpt_dir:
+            if ckpt_dir is not None:
+                state = checkpoints.load(ckpt_dir, self.model, self.optimizer, rank=rank, device=device)
+                self.progress = Progress.from_dict(state)
+        self.logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
+        self.fault = KillWorker.from_env()
+
+    # ---- the loop ----
+
+    def fit(self) -> dict:
+        """Train to the end of the budget (or an early stop); returns a summary: the last metrics
+        logged, the step reached, and why it stopped early, if it did."""
+        tc, p = self.tc, self.progress
+        self._announce()
+        window, last_metrics = Window(), {}
+        while p.step < self.total_steps and not p.stopped:
+            t0 = time.perf_counter()
+            lr = lr_at(p.step, lr=tc.lr, warmup_steps=tc.warmup_steps, max_steps=self.total_steps,
+                       min_lr_ratio=tc.min_lr_ratio)
+            loss, grad_norm, epoch_ended = self.train_step(lr)
+            if not math.isfinite(grad_norm):
+                return self._stop_non_finite(loss, grad_norm, lr, last_metrics)
+            window.add(loss, grad_norm, time.perf_counter() - t0, self.tokens_per_step)
+            if self.fault:
+                self.fault.after_step(self.rank, p.step)
+
+            last = p.step == self.total_steps
+            metrics = self.window_metrics(window, lr) if p.step % tc.log_every == 0 or last else {}
+            if metrics:
+                window = Window()
+            checkpoint = p.step % tc.checkpoint_every == 0 or last
+            if checkpoint or epoch_ended or p.step % tc.eval_every == 0:
+                metrics.update(self.validate())
+                if p.stopped:  # early stopping: end on a checkpoint
+                    checkpoint = True
+            self._log(metrics)
+            last_metrics.update(metrics)
+            # Ray Train V2 hands each report to its controller, which polls every ~2 s; reporting every
+            # log interval would throttle training to that pace, so only validations go there.
+            if "val/loss" in metrics:
+                self._report(metrics, checkpoint)
+        return {"step": p.step, "total_steps": self.total_steps, "stopped": p.stopped, "metrics": last_metrics}
+
+    def train_step(self, lr: float) -> tuple[float, float, bool]:
+        """One optimizer step over grad_accum_steps micro-batches. Returns (loss of this worker,
+        global gradient norm, whether an epoch ended); the optimizer does not step on a
+        non-finite gradient norm, which any worker's non-finite loss makes global."""
+        from model.objectives import training_loss
+
+        tc, p = self.tc, self.progress
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        model.train()
-        loss_sum = 0.0
-        for micro in range(tc["grad_accum_steps"]):
-            rows = torch.as_tensor(loader.batch(pos), dtype=torch.long, device=device)
-            pos = loader.advance(pos)
-            loss = training_loss(model, rows, family=job.model.get("family", "causal"),
-                                 pad_id=train_split.pad_id) / tc["grad_accum_steps"]
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {step} (lr {lr:.2e}) on rank {rank}: stopping before "
-                    f"the optimizer step; lower train.lr or raise train.warmup_steps")
-            # DDP all-reduces gradients only on the last micro-step.
-            sync = micro == tc["grad_accum_steps"] - 1
-            with (model.no_sync() if hasattr(model, "no_sync") and not sync else contextlib.nullcontext()):
+        epoch = p.position.epoch
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(tc.grad_accum_steps):
+            rows = self._to_device(self.loader.batch(p.position))
+            p.position = self.loader.advance(p.position)
+            with parallel.autocast(self.device, self.dtype, self.model):
+                loss = training_loss(self.model, rows, **self.loss_kwargs) / tc.grad_accum_steps
+            with parallel.gradient_sync(self.model, enabled=micro == tc.grad_accum_steps - 1):
                 loss.backward()
-            loss_sum += loss.item()
-        grad_norm = None
-        if tc["grad_clip"]:
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"]).item()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_time += time.perf_counter() - t0
-        window_loss += loss_sum
-        window_steps += 1
+            loss_sum += loss.detach()
+        norm = parallel.grad_norm_and_clip(self.model, tc.grad_clip)
+        loss_value, norm_value = torch.stack([loss_sum.float(), norm.float().to(self.device)]).tolist()
+        if math.isfinite(norm_value):
+            self.optimizer.step()
+            p.step += 1
+            p.tokens_seen += self.tokens_per_step
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_value, norm_value, p.position.epoch > epoch
 
-        metrics: dict = {}
-        if step % tc["log_every"] == 0 or step == tc["max_steps"]:
-            metrics.update({
-                "train/loss": _mean_across_workers(window_loss / window_steps, device),
-                "train/lr": lr,
-                "train/tokens_per_s": tokens_per_step * window_steps / window_time,
-                "train/epoch": pos.epoch + pos.step_in_epoch / loader.steps_per_epoch,
-            })
-            if grad_norm is not None:
-                metrics["train/grad_norm"] = grad_norm
-            window_time, window_loss, window_steps = 0.0, 0.0, 0
-        if step % tc["eval_every"] == 0 or step == tc["max_steps"]:
-            metrics["val/loss"] = validate(model, val_split, tc["batch_size"], tc["eval_batches"], rank,
-                                           world, device, family=job.model.get("family", "causal"))
-            best_val = min(best_val, metrics["val/loss"])
-        checkpoint_now = step % tc["checkpoint_every"] == 0 or step == tc["max_steps"]
-        if metrics and rank == 0:
-            _print_progress(step, tc["max_steps"], metrics)
-            if logger:
-                logger.log(metrics, step=step)
-        # Ray Train V2 hands each report to its controller, which polls every ~2 s; reporting every log
-        # interval would throttle training to that pace, so only validations and checkpoints go there.
-        if checkpoint_now or "val/loss" in metrics:
-            state = {"optimizer": optimizer.state_dict(), "step": step, "position": asdict(pos),
-                     "best_val": best_val, "torch_rng": torch.get_rng_state()}
-            _report({**metrics, "step": step}, model, mcfg, job, state if checkpoint_now else None, rank)
+    # ---- metrics, validation, reports ----
+
+    def window_metrics(self, window: Window, lr: float) -> dict:
+        p = self.progress
+        loss = _all_reduce(window.loss / window.steps, self.device, "mean")
+        memory = _all_reduce(float(peak_memory_bytes(self.device)), self.device, "max")
+        epoch = p.position.epoch + p.position.step_in_epoch / self.loader.steps_per_epoch
+        out = window.metrics(mean_loss=loss, lr=lr, epoch=epoch, flops_per_token=self.flops_per_token,
+                             peak_flops=self.peak_flops, world=self.world, peak_memory=int(memory))
+        out["train/tokens_seen"] = p.tokens_seen
+        self._eta = (self.total_steps - p.step) * window.seconds / window.steps
+        return out
+
+    def validate(self) -> dict:
+        """Validation loss; tracks the best one and the early-stopping counter."""
+        tc, p = self.tc, self.progress
+        with parallel.autocast(self.device, self.dtype, self.model):
+            val = validate(self.model, self.val_split, tc.batch_size, tc.eval_batches, self.rank, self.world,
+                           self.device, **self.loss_kwargs)
+        if val < p.best_val - tc.early_stopping_min_delta:
+            p.best_val, p.evals_without_improvement = val, 0
+        else:
+            p.evals_without_improvement += 1
+        patience = tc.early_stopping_patience
+        if patience and p.evals_without_improvement >= patience and p.step < self.total_steps:
+            p.stopped = STOP_EARLY
+            if self.rank == 0:
+                print(f"[train] early stopping at step {p.step}: validation loss has not improved on "
+                      f"{p.best_val:.4f} for {patience} validations", flush=True)
+        return {"val/loss": val, "val/perplexity": math.exp(min(val, 80.0)), "val/best_loss": p.best_val}
+
+    def _log(self, metrics: dict) -> None:
+        if not metrics or self.rank != 0:
+            return
+        eta = getattr(self, "_eta", None) if "train/loss" in metrics else None
+        print(progress_line(self.progress.step, self.total_steps, metrics, eta), flush=True)
+        self.logger.log(metrics, step=self.progress.step)
+
+    def _report(self, metrics: dict, checkpoint: bool) -> None:
+        """Every worker reports (Ray Train V2 expects all of them), with its part of a checkpoint."""
+        p = self.progress
+        metrics = {**metrics, "step": p.step, "epoch": p.position.epoch, "tokens_seen": p.tokens_seen}
+        if not checkpoint:
+            self.session.report(metrics, None)
+            return
+        meta = {**self.job.metadata, "step": p.step, "val_loss": metrics["val/loss"], "strategy": self.tc.strategy}
+        state = {**p.to_dict(), "total_steps": self.total_steps, "placement": self.placement,
+                 "schedule": {"lr": self.tc.lr, "warmup_steps": self.tc.warmup_steps,
+                              "min_lr_ratio": self.tc.min_lr_ratio, "total_steps": self.total_steps}}
+        with tempfile.TemporaryDirectory() as tmp:
+            mine = checkpoints.save(Path(tmp) / "checkpoint", self.model, self.optimizer, state,
+                                    model_config=self.mcfg, tokenizer_path=self.job.tokenizer_path,
+                                    metadata=meta, rank=self.rank, device=self.device)
+            self.session.report(metrics, mine)
+
+    def _stop_non_finite(self, loss: float, grad_norm: float, lr: float, last_metrics: dict) -> dict:
+        """Every worker sees the same global norm, so all stop here together, weights untouched.
+        Returning (rather than raising) keeps Ray Train from retrying a run that would only
+        diverge again; `run_train` raises with this message."""
+        message = (f"non-finite loss or gradients at step {self.progress.step + 1} (loss {loss:.4g} on rank "
+                   f"{self.rank}, gradient norm {grad_norm}, lr {lr:.2e}): stopped before the optimizer step; "
+                   f"lower train.lr, raise train.warmup_steps or set train.grad_clip")
+        if self.rank == 0:
+            print(f"[train] {message}", flush=True)
+        return {"step": self.progress.step, "total_steps": self.total_steps, "stopped": STOP_NON_FINITE,
+                "error": message, "metrics": last_metrics}
+
+    def _announce(self) -> None:
+        if self.rank != 0:
+            return
+        tc, p = self.tc, self.progress
+        params = sum(w.numel() for w in parallel.unwrap(self.model).parameters())  # FSDP2: global sizes
+        nodes = len({node for node, _ in self.placement})
+        print(f"[train] {self.world} {self.device.type} worker(s) on {nodes} node(s), {tc.strategy}, "
+              f"{params:,} params, {len(self.train_split):,} train sequences, "
+              f"{self.loader.steps_per_epoch // tc.grad_accum_steps} steps/epoch, global batch "
+              f"{self.tokens_per_step:,} tokens; " + (f"resuming at step {p.step}" if p.step else "from step 0")
+              + f" of {self.total_steps}", flush=True)
+        if p.stopped:
+            print(f"[train] this run already stopped ({p.stopped}) at step {p.step}", flush=True)
+
+    def _to_device(self, rows: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(rows)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
 
 
 def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int, device,
-             family: str = "causal") -> float:
-    """Token-weighted mean validation loss over the first max_batches*world batches, split across workers.
+             family: str = "causal", pad_id: int | None = None, mask_id: int | None = None) -> float:
+    """Token-weighted mean validation loss over the first batch_size*max_batches*world rows, split
+    across workers. Every worker runs the same number of forward passes (FSDP2 gathers weights
+    collectively in each), a worker without rows left on a dummy row that counts for nothing.
 
     Objectives that draw random masks use a fixed seed, so every validation scores the same task."""
     from model.objectives import loss_terms
 
+    pad_id = split.pad_id if pad_id is None else pad_id
     model.eval()
     n_rows = min(len(split), batch_size * max_batches * world)
     mine = np.arange(rank, n_rows, world)
     generator = torch.Generator(device="cpu").manual_seed(rank)
     total = torch.zeros(2, dtype=torch.float64, device=device)
     with torch.no_grad():
-        for start in range(0, len(mine), batch_size):
-            rows = torch.as_tensor(split.rows(mine[start:start + batch_size]), dtype=torch.long, device=device)
-            loss_sum, count = loss_terms(model, rows, family=family, pad_id=split.pad_id, generator=generator)
-            total[0] += loss_sum.double()
+        for start in range(0, math.ceil(n_rows / world), batch_size):
+            rows = split.rows(mine[start:start + batch_size]) if start < len(mine) else \
+                np.full((1, split.manifest.seq_len + 1), pad_id, dtype=np.int64)
+            rows = torch.as_tensor(rows, dtype=torch.long, device=device)
+            loss_sum, count = loss_terms(model, rows, family=family, pad_id=pad_id, mask_id=mask_id,
+                                         generator=generator)
+            # A batch with nothing to predict (only padding) scores 0 of 0, not NaN.
+            total[0] += torch.where(count > 0, loss_sum.double(), 0.0)
             total[1] += count
     if torch.distributed.is_initialized():
         torch.distributed.all_reduce(total)
@@ -176,39 +307,27 @@ def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank:
     return (total[0] / total[1].clamp(min=1)).item()
 
 
-def _mean_across_workers(value: float, device) -> float:
+def _all_reduce(value: float, device, op: str) -> float:
     if not torch.distributed.is_initialized():
         return value
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return (t / torch.distributed.get_world_size()).item()
+    reduce_op = torch.distributed.ReduceOp
+    torch.distributed.all_reduce(t, op=reduce_op.MAX if op == "max" else reduce_op.SUM)
+    return (t / torch.distributed.get_world_size()).item() if op == "mean" else t.item()
 
 
-def _report(metrics: dict, model, mcfg, job: TrainJob, state: dict | None, rank: int) -> None:
-    """Every worker reports (Ray Train V2 expects all of them); rank 0 attaches the checkpoint."""
-    import ray.train
+def _seed_all(seed: int) -> None:
+    import random
 
-    from model.checkpoint import save_checkpoint
-
-    if state is None or rank != 0:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "checkpoint"
-        save_checkpoint(path, _unwrap(model), mcfg, tokenizer_path=job.tokenizer_path, train_state=state,
-                        metadata={**job.metadata, "step": state["step"], "val_loss": metrics.get("val/loss")})
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(path)))
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
-def _unwrap(model):
-    return getattr(model, "module", model)
-
-
-def _print_progress(step: int, max_steps: int, metrics: dict) -> None:
-    parts = [f"step {step:>5}/{max_steps}"]
-    for key, fmt in (("train/loss", "loss {:.4f}"), ("val/loss", "val_loss {:.4f}"), ("train/lr", "lr {:.2e}"),
-                     ("train/tokens_per_s", "{:,.0f} tok/s")):
-        if key in metrics:
-            parts.append(fmt.format(metrics[key]))
-    print("[train] " + " | ".join(parts), flush=True)
-
+def _gather(mine) -> list:
+    """Every worker's value in rank order (a collective)."""
+    if not torch.distributed.is_initialized():
+        return [mine]
+    gathered: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, mine)
+    return gathered

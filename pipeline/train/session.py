@@ -1,0 +1,80 @@
+"""What the training loop needs from whatever runs it: who it is, where to resume, where to report.
+
+`RaySession` is the real one, on a Ray Train worker. `LocalSession` runs the same loop in
+one plain process (world size 1, no process group), keeping checkpoints in a folder: the
+unit tests drive the loop's logic through it without starting Ray.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+
+class RaySession:
+    def __init__(self):
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[Path | None]:
+        """Ray Train's latest checkpoint (after a restart, or a rerun of the same run name)."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as path:
+            yield Path(path)
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        """Every worker calls (Ray Train V2 expects all of them); the files of every worker's
+        checkpoint_dir are uploaded into one checkpoint folder."""
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    def where(self) -> tuple[str, str]:
+        """(Ray node id, host name) of this worker."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), socket.gethostname()
+
+
+class LocalSession:
+    """One worker in this process; checkpoint i is copied to <folder>/checkpoint_<i>."""
+
+    rank, world = 0, 1
+
+    def __init__(self, folder: str | Path, device: str = "cpu"):
+        self.folder = Path(folder)
+        self.device = torch.device(device)
+        self.reports: list[tuple[dict, Path | None]] = []
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.folder.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
+
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[Path | None]:
+        found = self.checkpoints()
+        yield found[-1] if found else None
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        kept = None
+        if checkpoint_dir is not None:
+            kept = self.folder / f"checkpoint_{len(self.checkpoints())}"
+            shutil.copytree(checkpoint_dir, kept)
+        self.reports.append((dict(metrics), kept))
+
+    def where(self) -> tuple[str, str]:
+        return "local", socket.gethostname()
