@@ -70,7 +70,7 @@ def _task_manager(tasks: list[str], include_paths: list[str], data_dirs: list[Pa
 def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = None,
                 batch_size: int = 16, include_paths: list[str] = (), tokenizer=None,
                 device: str = "cpu", data_dir: str | Path | None = None, num_fewshot: int | None = None,
-                log_samples: bool = False) -> dict:
+                log_samples: bool = False, gen_kwargs: dict | None = None) -> dict:
     """Evaluate on lm-eval tasks; returns {"results": lm-eval's per-task results (JSON-safe),
     "metrics": {"eval/<task>/<metric>": float}, "versions": ..., "n-shot": ..., "samples"?}.
 
@@ -99,11 +99,12 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
     with hub_offline():
         manager = _task_manager(tasks, list(include_paths), data_dirs)
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=tasks, task_manager=manager, num_fewshot=num_fewshot,
+            model=lm, tasks=tasks, task_manager=manager, num_fewshot=num_fewshot, gen_kwargs=gen_kwargs,
             limit=limit, bootstrap_iters=0, log_samples=log_samples)
     results = _json_safe(out["results"])
     report = {"results": results, "metrics": flatten_metrics(results),
-              "versions": _json_safe(out.get("versions", {})), "n-shot": _json_safe(out.get("n-shot", {}))}
+              "versions": _json_safe(out.get("versions", {})), "n-shot": _json_safe(out.get("n-shot", {})),
+              "n-samples": _json_safe(out.get("n-samples", {}))}
     if log_samples:
         report["samples"] = _json_safe(out.get("samples", {}))
     return report

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from evaluation.harness import flatten_metrics, metric_name, run_lm_eval
+from evaluation.harness import TaskNotFound, flatten_metrics, metric_name, run_lm_eval
 
 
 def test_metric_names_are_mlflow_safe():
@@ -58,6 +58,6 @@ def test_unknown_task_lists_the_bundled_ones(checkpoint, monkeypatch):
             super().__init__(*args, include_defaults=False, **kwargs)
 
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", LocalOnly)
-    with pytest.raises(ValueError, match="unknown lm-eval task.*no_such_task_xyz.*ownlm_pyfacts"):
+    with pytest.raises(TaskNotFound, match="unknown lm-eval task.*no_such_task_xyz.*ownlm_pyfacts"):
         run_lm_eval(str(checkpoint.path), ["no_such_task_xyz"], limit=2)
     assert seen == [False, True]  # lm-eval's own tasks are searched before giving up
