@@ -2,6 +2,9 @@
 decode_one_token, decode_n_tokens, generate (one prompt), generate_batch (prompts of
 different lengths, left-padded into one batch), and their text forms.
 
+A masked-family encoder has no left-to-right decoder: it writes by filling a <|mask|>
+appended to the text, one token at a time (fill_masks_left_to_right, no cache).
+
 prefill runs the whole prompt once and fills the KV cache; each decoding step then feeds
 one token and attends over the cache, so a step costs O(context) instead of a full
 forward over the sequence. use_cache=False keeps the full recompute for parity tests and
@@ -127,6 +130,39 @@ def decode_n_tokens(
         pos += 1
 
 
+def fill_masks_left_to_right(
+    model: Transformer,
+    context: torch.Tensor,
+    n: int,
+    *,
+    padding_mask: torch.Tensor | None = None,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    stop_ids: list[int] = (),
+) -> Iterator[torch.Tensor]:
+    """How a masked-family encoder writes: append <|mask|> to every row, predict it from the
+    whole row, put the prediction in its place, repeat (Wang & Cho 2019). Every step re-reads
+    the whole sequence, since a bidirectional model's earlier states change with each new
+    token: there is no KV cache to keep. Yields (B,) tokens per step like decode_n_tokens."""
+    B = context.shape[0]
+    mask = torch.full((B, 1), model.cfg.mask_id, dtype=context.dtype, device=context.device)
+    stop = torch.tensor(list(stop_ids), dtype=torch.long, device=context.device)
+    done = torch.zeros(B, dtype=torch.bool, device=context.device)
+    for _ in range(n):
+        context = torch.cat([context, mask], dim=1)
+        if padding_mask is not None:
+            padding_mask = F.pad(padding_mask, (0, 1), value=True)
+        logits = model(context, padding_mask=padding_mask)[:, -1]  # (B, V): the mask's slot
+        token = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+        context[:, -1] = token
+        yield token
+        done |= torch.isin(token, stop)
+        if bool(done.all()):
+            return
+
+
 def _fit_window(prompt: list[int], max_new_tokens: int, max_seq_len: int) -> tuple[list[int], int]:
     """Make prompt + completion fit in the model's window. The oldest prompt tokens matter
     least for what comes next, so they go first (left truncation, as chat front ends do);
@@ -137,9 +173,9 @@ def _fit_window(prompt: list[int], max_new_tokens: int, max_seq_len: int) -> tup
 
 def _check_request(model: Transformer, prompts: list[list[int]], temperature, top_k, top_p) -> None:
     _check_sampling(temperature, top_k, top_p)
-    if model.cfg.family == "masked":
-        raise ValueError("a masked-family model is a bidirectional encoder and does not generate left to "
-                         "right: use it for embeddings (model.embed) or to fill <|mask|> tokens")
+    if model.cfg.family == "masked" and model.cfg.mask_id is None:
+        raise ValueError("a masked-family model generates by filling a <|mask|> appended to the text, and this "
+                         "one's config has no mask_id: set ModelConfig.mask_id to the tokenizer's <|mask|> id")
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt token per prompt (e.g. the end-of-text id)")
 
@@ -164,6 +200,10 @@ def _decode_rows(model, prompts, n, temperature, top_k, top_p, stop_ids, use_cac
         padding_mask = torch.tensor([[False] * (width - len(p)) + [True] * len(p) for p in prompts], device=device)
     # A prefix LM reads the whole prompt bidirectionally; left padding lines every prompt up to end at `width`.
     prefix_len = width if model.cfg.family == "prefix" else None
+    if model.cfg.family == "masked":
+        yield from fill_masks_left_to_right(model, tokens, n, padding_mask=padding_mask, temperature=temperature,
+                                            top_k=top_k, top_p=top_p, generator=generator, stop_ids=stop_ids)
+        return
     cache = model.make_cache(batch_size=len(prompts), max_len=width + n) if use_cache else None
     if cache is not None:
         logits = prefill(model, tokens, cache, padding_mask=padding_mask, prefix_len=prefix_len)

@@ -151,7 +151,8 @@ def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None, dtype: torch
         "bos_token_id": None,  # documents are separated by end-of-text; there is no begin token
         "eos_token_id": eot,
         "pad_token_id": tokenizer.pad_id if tokenizer else None,
-        "torch_dtype": str(dtype).removeprefix("torch."),
+        "torch_dtype": str(dtype).removeprefix("torch."),  # transformers 4.x
+        "dtype": str(dtype).removeprefix("torch."),  # transformers 5
         "use_cache": True,
     }
 

@@ -39,7 +39,8 @@ def random_ownlm(cfg, seed=0):
 
 
 def hf_logits(path, tokens):
-    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path)).eval()  # the dtype config.json names
+    assert hf.dtype == torch.float32
     with torch.no_grad():
         return hf(tokens).logits
 
