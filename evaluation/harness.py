@@ -74,7 +74,8 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
     """Evaluate on lm-eval tasks; returns {"results": lm-eval's per-task results (JSON-safe),
     "metrics": {"eval/<task>/<metric>": float}, "versions": ..., "n-shot": ..., "samples"?}.
 
-    model_or_path: a checkpoint folder, an `OwnLM`, or a Transformer (then pass `tokenizer`).
+    model_or_path: a checkpoint folder, an `OwnLM` (or any lm-eval model), or a Transformer
+    (then pass `tokenizer`).
     data_dir: a folder holding benchmark data sets in their own layouts (see
     evaluation.benchmarks), or "bundled" for the small sample files shipped with ownlm. The
     Hugging Face Hub stays offline throughout: missing data fails before the model runs.
@@ -87,7 +88,9 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
     tasks = list(tasks)
     if not tasks:
         raise ValueError("run_lm_eval needs at least one task")
-    if isinstance(model_or_path, OwnLM):
+    from lm_eval.api.model import LM
+
+    if isinstance(model_or_path, LM):  # OwnLM, or any lm-eval model (e.g. `hf` for parity checks)
         lm = model_or_path
     elif isinstance(model_or_path, (str, Path)):
         lm = OwnLM(path=model_or_path, batch_size=batch_size, device=device)
