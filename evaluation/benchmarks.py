@@ -387,11 +387,15 @@ def leaf_configs(manager, names: list[str]) -> list[dict]:
     return out
 
 
-def offline_task_manager_class(data_dirs: list[Path], extra_include: list[str] = ()):
+def offline_task_manager_class(data_dirs: list[Path], extra_include: list[str] = (), tasks_hint: list[str] = ()):
     """A subclass of lm-eval's TaskManager whose tasks read known benchmarks from local files,
     which also indexes `extra_include` and checks, before loading any task, that every
     requested benchmark's data is there (MissingBenchmarkData otherwise). It takes
-    TaskManager's own arguments, so it can stand in for it inside lm-eval's command line."""
+    TaskManager's own arguments, so it can stand in for it inside lm-eval's command line.
+
+    With `tasks_hint` (the task names about to be run), it first indexes only lm-eval's folders
+    for those benchmarks (a fraction of a second) and indexes lm-eval's ~15k task configs
+    (about 10 s) only when a name is not found that way."""
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._factory import TaskFactory
 
@@ -400,9 +404,16 @@ def offline_task_manager_class(data_dirs: list[Path], extra_include: list[str] =
             return rewrite_config(super()._load_full_config(entry, overrides), data_dirs)
 
     class OfflineTaskManager(TaskManager):
-        def __init__(self, *args, include_path=None, **kwargs):
+        def __init__(self, *args, include_path=None, include_defaults: bool = True, **kwargs):
             paths = include_path if isinstance(include_path, (list, tuple)) else [include_path] if include_path else []
-            super().__init__(*args, include_path=[*extra_include, *paths] or None, **kwargs)
+            paths = [*extra_include, *paths]
+            hint = list(tasks_hint)
+            if include_defaults and hint:
+                super().__init__(*args, include_path=[*paths, *lm_eval_task_folders(hint)], include_defaults=False,
+                                 **kwargs)
+                include_defaults = not all(t in self.all_tasks or Path(t).is_file() for t in hint)
+            if include_defaults or not hint:
+                super().__init__(*args, include_path=paths or None, include_defaults=include_defaults, **kwargs)
             self._factory = OfflineTaskFactory(meta=self.metadata)
 
         def load(self, task_list):
@@ -411,13 +422,6 @@ def offline_task_manager_class(data_dirs: list[Path], extra_include: list[str] =
             return super().load(task_list)
 
     return OfflineTaskManager
-
-
-def offline_task_manager(include_paths: list[str], data_dirs: list[Path], include_defaults: bool = True,
-                         metadata: dict | None = None):
-    """An instance of `offline_task_manager_class`."""
-    cls = offline_task_manager_class(data_dirs)
-    return cls(include_path=list(include_paths) or None, include_defaults=include_defaults, metadata=metadata)
 
 
 def lm_eval_task_folders(names: list[str]) -> list[str]:

@@ -45,19 +45,13 @@ def _json_safe(obj):
 
 
 def _task_manager(tasks: list[str], include_paths: list[str], data_dirs: list[Path]):
-    """A TaskManager that knows the bundled tasks and reads known benchmarks from local files.
-
-    It first indexes only the bundled tasks and lm-eval's folders for the benchmarks named
-    (a fraction of a second); lm-eval's ~15k task configs are indexed (about 10 s) only when
-    a requested task is not found that way."""
-    from evaluation.benchmarks import lm_eval_task_folders, offline_task_manager
+    """A TaskManager that knows the bundled tasks and reads known benchmarks from local files
+    (see evaluation.benchmarks.offline_task_manager_class)."""
+    from evaluation.benchmarks import offline_task_manager_class
     from evaluation.tasks import bundled_tasks, include_path
 
-    paths = [include_path(), *map(str, include_paths)]
-    manager = offline_task_manager(paths + lm_eval_task_folders(tasks), data_dirs, include_defaults=False)
-    if all(t in manager.all_tasks or Path(t).is_file() for t in tasks):
-        return manager
-    manager = offline_task_manager(paths, data_dirs, include_defaults=True)
+    cls = offline_task_manager_class(data_dirs, extra_include=[include_path()], tasks_hint=tasks)
+    manager = cls(include_path=[str(p) for p in include_paths] or None)
     missing = [t for t in tasks if t not in manager.all_tasks and not Path(t).is_file()]
     if missing:
         raise TaskNotFound(

@@ -49,7 +49,7 @@ def score(problems: list[dict], samples: list[dict], limits: Limits = Limits(), 
           progress: bool = True) -> dict:
     """Run every sample ({"task_id", "completion"}) and estimate pass@k.
 
-    Returns {"metrics": {"eval/humaneval/pass@1": ...}, "pass@k": {...}, "problems": n,
+    Returns {"metrics": {"eval/humaneval/pass_at_1": ...}, "pass@k": {...}, "problems": n,
     "samples_per_problem": n, "status": {passed/failed/timeout/blocked: count},
     "samples": the samples with "status", "passed" and "detail" added}.
     """
@@ -69,7 +69,8 @@ def score(problems: list[dict], samples: list[dict], limits: Limits = Limits(), 
     n_min = min(n for n, _ in counts.values()) if counts else 0
     pass_k = {f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for n, c in counts.values()]))
               for k in PASS_AT if k <= n_min}
-    return {"metrics": {f"eval/humaneval/{k}": v for k, v in pass_k.items()}, "pass@k": pass_k,
+    # MLflow metric names may not hold "@": pass@1 is logged as eval/humaneval/pass_at_1.
+    return {"metrics": {f"eval/humaneval/{k.replace('@', '_at_')}": v for k, v in pass_k.items()}, "pass@k": pass_k,
             "problems": len(counts), "samples_per_problem": n_min, "status": dict(status), "samples": scored}
 
 

@@ -105,7 +105,8 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_jsonl(out_dir / "humaneval_samples.jsonl", he["samples"])
     if cfg.conversations:
-        from evaluation.conversation import evaluate_conversations, load_conversations, make_embedder
+        from evaluation.conversation import evaluate_conversations, load_conversations
+        from evaluation.embeddings import make_embedder
 
         convs = load_conversations(cfg.conversations)
         conv = evaluate_conversations(convs, make_embedder(cfg.embedder, model=model, tokenizer=tokenizer),

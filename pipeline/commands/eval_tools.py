@@ -137,6 +137,17 @@ def split_data_dir(argv: list[str]) -> tuple[str | None, list[str]]:
     return data_dir, rest
 
 
+def requested_tasks(argv: list[str]) -> list[str]:
+    """The names given to lm-eval's --tasks (comma-separated, possibly repeated)."""
+    names = []
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--tasks" and i + 1 < len(argv) else \
+            arg.split("=", 1)[1] if arg.startswith("--tasks=") else None
+        if value:
+            names += [t for t in value.split(",") if t]
+    return names
+
+
 @_user_error
 def lm_eval_cli(cfg, args) -> int:
     """lm-eval's own CLI in this process, with ownlm registered and known benchmarks offline."""
@@ -151,7 +162,8 @@ def lm_eval_cli(cfg, args) -> int:
     data_dir, argv = split_data_dir(list(args.lm_eval_args))
     data_dir = data_dir or cfg.eval.data_dir
     data_dirs = [d for d in [resolve_data_dir(data_dir)] if d is not None]
-    manager_cls = offline_task_manager_class(data_dirs, extra_include=[include_path()])
+    manager_cls = offline_task_manager_class(data_dirs, extra_include=[include_path()],
+                                             tasks_hint=requested_tasks(argv))
     saved_argv, saved_manager = sys.argv, lm_eval.tasks.TaskManager
     sys.argv = ["ownlm lm-eval", *argv]
     lm_eval.tasks.TaskManager = manager_cls

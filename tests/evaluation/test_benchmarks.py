@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.benchmarks import (BENCHMARKS, MissingBenchmarkData, find_files, offline_task_manager,
+from evaluation.benchmarks import (BENCHMARKS, MissingBenchmarkData, find_files, offline_task_manager_class,
                                    resolve_data_dir)
 from evaluation.harness import run_lm_eval
 from evaluation.tasks import BENCHMARK_SAMPLES
@@ -22,9 +22,7 @@ def jsonl_rows(path: Path) -> list[dict]:
 
 
 def manager(data_dir: Path, tasks: list[str]):
-    from evaluation.benchmarks import lm_eval_task_folders
-
-    return offline_task_manager(lm_eval_task_folders(tasks), [data_dir], include_defaults=False)
+    return offline_task_manager_class([data_dir], tasks_hint=tasks)()
 
 
 @pytest.fixture

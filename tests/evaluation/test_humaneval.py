@@ -26,7 +26,7 @@ def test_canonical_solutions_pass_and_empty_bodies_fail(problems):
     canonical = score(problems, [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems],
                       progress=False)
     assert canonical["pass@k"] == {"pass@1": 1.0}, [s for s in canonical["samples"] if not s["passed"]][:3]
-    assert canonical["metrics"] == {"eval/humaneval/pass@1": 1.0}
+    assert canonical["metrics"] == {"eval/humaneval/pass_at_1": 1.0}
     empty = score(problems, [{"task_id": p["task_id"], "completion": "    pass\n"} for p in problems],
                   progress=False)
     assert empty["pass@k"] == {"pass@1": 0.0}
