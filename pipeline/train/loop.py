@@ -67,9 +67,19 @@ def train_loop_per_worker(job_dict: dict) -> dict:
     """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`."""
     from pipeline.train.session import RaySession
 
-    # Ray Train logs every report at INFO from the workers; our own progress lines say the same.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    _quiet_ray_train_reports()
     return Trainer(TrainJob(**job_dict), RaySession()).fit()
+
+
+def _quiet_ray_train_reports() -> None:
+    """Ray Train logs every report at INFO from every worker; our own progress lines say the same.
+    Ray 2.60 names that logger by its file path, outside `ray.train`, so the run's log level misses it."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray version: nothing to quiet there
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 class Trainer:

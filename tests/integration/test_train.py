@@ -1,55 +1,60 @@
-"""Ray Train end to end on tiny data: 2 DDP workers learn, checkpoint, and a rerun resumes."""
+"""Ray Train end to end on tiny data: workers learn, checkpoint and resume; DDP and FSDP2 follow the
+loss curve of one process; a killed worker process costs nothing but time."""
 import json
 
 import pytest
 import torch
 
 from model.checkpoint import load_model, load_train_state
-from pipeline.config import TokenizeConfig, TokenizerConfig, load_config
-from pipeline.tokenize import tokenize_and_pack, train_tokenizer
+from pipeline.config import load_config
 from pipeline.train.launch import TrainError, build_job, run_train
-from tests.integration.test_tokenize import write_curated
+from tests.pipeline.test_train_loop import SEQ_LEN, write_packed_tokens
 
 pytestmark = pytest.mark.integration
+
+# Loss curves of the same global batch split differently differ only by float32 reduction order
+# (sums over 8 rows vs 2 x 4 rows, gradient all-reduce, FSDP2's reduce-scatter): about 2e-7
+# relative over these 8 steps on CPU; 1e-5 leaves room and still catches any real difference
+# (a wrong shard, a missed gradient sync or a different batch moves the loss by 1e-3 or more).
+CURVE_RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def tokens(ray_session, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tok")
-    write_curated(d / "curated", n_docs=200)
-    train_tokenizer(d / "curated", d / "tok", TokenizerConfig(vocab_size=400))
-    tokenize_and_pack(d / "curated", d / "tok", d / "tokens", TokenizeConfig(seq_len=32, val_fraction=0.1))
-    return d
+    return write_packed_tokens(tmp_path_factory.mktemp("tok"))
 
 
-def train_cfg(root, **train):
-    sets = ["model.preset=debug", "tokenize.seq_len=32", "tracking.enabled=false", "train.warmup_steps=2",
-            "train.lr=3e-3"] + [f"train.{k}={v}" for k, v in train.items()]
-    return load_config(None, sets, root=str(root))
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
 
 
-def test_two_workers_train_checkpoint_and_resume(tokens, tmp_path):
-    cfg = train_cfg(tmp_path, max_steps=12, log_every=4, eval_every=6, checkpoint_every=6)
-    metrics = run_train(cfg, tokens / "tokens", tmp_path / "model", tmp_path / "runs", "t1")
-    assert metrics["step"] == 12
-    first_val = metrics["val/loss"]
-    model, mcfg = load_model(tmp_path / "model")
-    assert mcfg.vocab_size <= 400 and mcfg.n_layers == 2
-    state = load_train_state(tmp_path / "model")
-    assert state["step"] == 12 and state["position"]["step_in_epoch"] + state["position"]["epoch"] > 0
-    # the same run name with a larger budget continues from step 12 instead of starting over
-    cfg = train_cfg(tmp_path, max_steps=18, log_every=3, eval_every=6, checkpoint_every=6)
-    metrics = run_train(cfg, tokens / "tokens", tmp_path / "model", tmp_path / "runs", "t1")
-    assert load_train_state(tmp_path / "model")["step"] == 18
-    assert metrics["val/loss"] < first_val
-    # a random model is near log(vocab); the trained one is far below
-    assert metrics["val/loss"] < torch.log(torch.tensor(float(mcfg.vocab_size))).item() - 1.0
+def train_cfg(root, tracking_uri=None, **train):
+    sets = ["model.preset=debug", f"tokenize.seq_len={SEQ_LEN}", "train.warmup_steps=2", "train.lr=3e-3",
+            f"tracking.enabled={'true' if tracking_uri else 'false'}", f"tracking.uri={tracking_uri or 'null'}"]
+    return load_config(None, sets + [f"train.{k}={v}" for k, v in train.items()], root=str(root))
+
+
+def new_run(cfg) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.tracking_uri)
+    exp = client.get_experiment_by_name("train-test") or client.get_experiment(client.create_experiment("train-test"))
+    return client.create_run(exp.experiment_id).info.run_id
+
+
+def curve(cfg, run_id, name="train/loss") -> dict[int, float]:
+    """step -> value logged to MLflow by rank 0 (the last value when a step was logged twice)."""
+    from mlflow import MlflowClient
+
+    return {m.step: m.value for m in sorted(MlflowClient(cfg.tracking_uri).get_metric_history(run_id, name),
+                                             key=lambda m: m.timestamp)}
 
 
 def test_tokens_must_carry_their_own_tokenizer(tokens, tmp_path):
     import shutil
 
-    shutil.copytree(tokens / "tokens", tmp_path / "tokens")
+    shutil.copytree(tokens, tmp_path / "tokens")
     manifest = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
     manifest["tokenizer_fingerprint"] = "0" * 64
     (tmp_path / "tokens" / "manifest.json").write_text(json.dumps(manifest))
@@ -58,3 +63,97 @@ def test_tokens_must_carry_their_own_tokenizer(tokens, tmp_path):
     (tmp_path / "tokens" / "tokenizer.json").unlink()
     with pytest.raises(TrainError, match="must hold the tokenizer"):
         build_job(train_cfg(tmp_path, max_steps=3), tmp_path / "tokens", run_id=None)
+
+
+# ---- parity and fault tolerance: one schedule, one global batch of 8 sequences
+
+PARITY = dict(max_steps=8, log_every=1, eval_every=4, checkpoint_every=4, eval_batches=2)
+
+
+@pytest.fixture(scope="module")
+def one_process(tokens, mlflow_uri, tmp_path_factory):
+    """The reference: the same loop in one plain process (no Ray, no process group), batch 8."""
+    from pipeline.train.loop import Trainer
+    from pipeline.train.session import LocalSession
+
+    root = tmp_path_factory.mktemp("one")
+    cfg = train_cfg(root, mlflow_uri, num_workers=1, batch_size=8, **PARITY)
+    run_id = new_run(cfg)
+    threads = torch.get_num_threads()
+    summary = Trainer(build_job(cfg, tokens, run_id), LocalSession(root / "ckpt")).fit()
+    torch.set_num_threads(threads)  # the loop set this process's torch threads to cpus_per_worker
+    return cfg, run_id, summary
+
+
+@pytest.fixture(scope="module")
+def ddp(tokens, mlflow_uri, tmp_path_factory):
+    """Two DDP workers of batch 4 through Ray Train, uninterrupted."""
+    root = tmp_path_factory.mktemp("ddp")
+    cfg = train_cfg(root, mlflow_uri, num_workers=2, batch_size=4, strategy="ddp", **PARITY)
+    run_id = new_run(cfg)
+    metrics = run_train(cfg, tokens, root / "model", root / "runs", "ddp", run_id=run_id)
+    return cfg, run_id, metrics, root
+
+
+def test_ddp_and_fsdp2_follow_the_loss_curve_of_one_process(tokens, one_process, ddp, mlflow_uri, tmp_path):
+    ref_cfg, ref_run, _ = one_process
+    reference = curve(ref_cfg, ref_run)
+    assert list(reference) == list(range(1, 9)) and reference[8] < reference[1] - 0.5
+
+    ddp_cfg, ddp_run, ddp_metrics, _ = ddp
+    fsdp_cfg = train_cfg(tmp_path, mlflow_uri, num_workers=2, batch_size=4, strategy="fsdp2", **PARITY)
+    fsdp_run = new_run(fsdp_cfg)
+    fsdp_metrics = run_train(fsdp_cfg, tokens, tmp_path / "model", tmp_path / "runs", "fsdp2", run_id=fsdp_run)
+    for name, (cfg, run_id) in {"ddp": (ddp_cfg, ddp_run), "fsdp2": (fsdp_cfg, fsdp_run)}.items():
+        got = curve(cfg, run_id)
+        assert list(got) == list(reference), name
+        for step, loss in reference.items():
+            assert got[step] == pytest.approx(loss, rel=CURVE_RTOL), (name, step)
+        assert curve(cfg, run_id, "val/loss")[8] == pytest.approx(curve(ref_cfg, ref_run, "val/loss")[8],
+                                                                  rel=CURVE_RTOL), name
+    # FSDP2's distributed checkpoint comes out as a plain model that model/ loads on its own: the
+    # trained weights themselves, which score exactly the validation loss the workers reported
+    from pipeline.packed import PackedSplit
+    from pipeline.train.loop import validate
+
+    assert fsdp_metrics["final/step"] == 8 and load_train_state(tmp_path / "model")["step"] == 8
+    model, _ = load_model(tmp_path / "model")
+    val = validate(model, PackedSplit(tokens, "val"), batch_size=8, max_batches=2, rank=0, world=1,
+                   device=torch.device("cpu"))
+    assert val == pytest.approx(fsdp_metrics["val/loss"], rel=1e-6)
+    assert fsdp_metrics["val/loss"] == pytest.approx(ddp_metrics["val/loss"], rel=CURVE_RTOL)
+
+
+def test_a_killed_worker_process_restarts_from_the_last_checkpoint(tokens, ddp, mlflow_uri, tmp_path, monkeypatch):
+    ddp_cfg, ddp_run, ddp_metrics, _ = ddp
+    cfg = train_cfg(tmp_path, mlflow_uri, num_workers=2, batch_size=4, strategy="ddp", max_failures=1, **PARITY)
+    run_id = new_run(cfg)
+    marker = tmp_path / "killed"
+    # rank 1 SIGKILLs its own process right after step 6; the last checkpoint is at step 4
+    monkeypatch.setenv("OWNLM_FAULT_KILL_WORKER", f"1:6:{marker}")
+    metrics = run_train(cfg, tokens, tmp_path / "model", tmp_path / "runs", "killed", run_id=run_id)
+    assert marker.read_text().startswith("rank 1 killed itself after step 6")
+    from mlflow import MlflowClient
+
+    logged = [m.step for m in MlflowClient(cfg.tracking_uri).get_metric_history(run_id, "train/loss")]
+    assert set(logged) == set(range(1, 9)) and logged.count(5) == 2  # step 5 ran twice: resumed at step 4
+    assert metrics["step"] == ddp_metrics["step"] == 8
+    assert metrics["train/loss"] == pytest.approx(ddp_metrics["train/loss"], rel=1e-6)
+    assert metrics["val/loss"] == pytest.approx(ddp_metrics["val/loss"], rel=1e-6)
+    resumed, straight = curve(cfg, run_id), curve(ddp_cfg, ddp_run)
+    for step in range(5, 9):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-6), step
+
+
+def test_a_rerun_with_the_same_run_name_continues_from_its_last_checkpoint(tokens, ddp):
+    _, _, metrics, root = ddp
+    # `ownlm train` names the run by its stage fingerprint; the same name finds the run in storage
+    cfg = train_cfg(root, num_workers=2, batch_size=4, **{**PARITY, "max_steps": 14, "final_checkpoint": "last"})
+    more = run_train(cfg, tokens, root / "model-more", root / "runs", "ddp")
+    state = load_train_state(root / "model-more")
+    assert more["step"] == more["final/step"] == state["step"] == 14
+    assert state["position"] == {"epoch": 0, "step_in_epoch": 14} and len(state["rng"]) == 2
+    assert more["val/loss"] < metrics["val/loss"]
+    model, mcfg = load_model(root / "model-more")
+    # a random model is near log(vocab); the trained one is far below
+    assert more["val/loss"] < torch.log(torch.tensor(float(mcfg.vocab_size))).item() - 1.0

@@ -23,9 +23,13 @@ SEQ_LEN = 32
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
-    """Packed rows of real text (a BPE trained on it), without Ray: 1 in 10 documents held out."""
-    d = tmp_path_factory.mktemp("loop")
-    texts = write_curated(d / "curated", n_docs=160)
+    return write_packed_tokens(tmp_path_factory.mktemp("loop"))
+
+
+def write_packed_tokens(d, n_docs=160):
+    """Packed rows of real text (a BPE trained on it) under d/tokens, without Ray: 1 in 10
+    documents held out for validation. Returns the tokens folder."""
+    texts = write_curated(d / "curated", n_docs=n_docs)
     train_tokenizer(d / "curated", d / "tok", TokenizerConfig(vocab_size=400))
     tok = Tokenizer.from_file(d / "tok" / "tokenizer.json")
     out = d / "tokens"
