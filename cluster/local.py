@@ -1,0 +1,206 @@
+"""A real multi-node Ray cluster on one machine, for tests and for trying cluster runs on a laptop.
+
+One `ray start --head` and one `ray start --address` per further node: each node is its own
+raylet with its own object store and worker processes, exactly as on separate machines, so
+placement, node failures and cross-node collectives are real. The cluster
+
+- uses token authentication with a token of its own (a file in its temp dir, passed as
+  RAY_AUTH_TOKEN_PATH), never touching ~/.ray/auth_token;
+- has its own temp dir and free ports, so it runs beside any other Ray instance here;
+- stops exactly the processes it started (never `ray stop`, which stops every Ray on the machine).
+
+    with LocalCluster([NodeSpec(resources={"slot": 1}), NodeSpec(resources={"slot": 1})]) as cluster:
+        subprocess.run([...driver...], env=cluster.env)   # a driver that connects to cluster.address
+
+or from a shell: `python -m cluster.local --nodes 2` prints the variables to export and runs until Ctrl-C.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class NodeSpec:
+    num_cpus: int = 2
+    """Logical CPUs the node offers (a scheduling budget, not cores)."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom resources, e.g. {"trainer": 1}: a task or worker that asks for one lands only here."""
+    object_store_bytes: int = 200 * 1024 ** 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    def __init__(self, nodes: list[NodeSpec] | int = 2, temp_dir: str | Path | None = None):
+        self.nodes = [NodeSpec() for _ in range(nodes)] if isinstance(nodes, int) else list(nodes)
+        if not self.nodes:
+            raise ValueError("a cluster needs at least one node")
+        self._own_dir = temp_dir is None
+        # Short: Ray puts unix sockets under it, and socket paths are limited to ~107 bytes.
+        self.dir = Path(temp_dir or tempfile.mkdtemp(prefix="ownlm-ray-", dir="/tmp"))
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.token_file = self.dir / "auth_token"
+        self.node_ids: list[str] = []
+        """Ray node ids of the running nodes (set by start)."""
+        self._procs: list[subprocess.Popen] = []
+
+    # ---- what a driver needs ----
+
+    @property
+    def address(self) -> str:
+        """The GCS address for `ray.init(address=...)` and `ray start --address`."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard / job submission address."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ plus what a driver of this cluster needs: the token, and RAY_ADDRESS."""
+        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
+                "RAY_ADDRESS": self.address, "RAY_TRAIN_V2_ENABLED": "1"}
+
+    # ---- lifecycle ----
+
+    def start(self, timeout_s: float = 180) -> "LocalCluster":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.token_file.write_text(secrets.token_hex(32))
+        self.token_file.chmod(0o600)
+        try:
+            for i, node in enumerate(self.nodes):
+                self._start_node(i, node, timeout_s)
+            self.node_ids = self.wait_for_nodes(len(self.nodes), timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_node(self, i: int, node: NodeSpec, timeout_s: float) -> None:
+        cmd = [_ray_cli(), "start", "--block", "--disable-usage-stats", f"--num-cpus={node.num_cpus}",
+               "--num-gpus=0", f"--resources={json.dumps(node.resources)}", "--node-ip-address=127.0.0.1",
+               f"--object-store-memory={node.object_store_bytes}", f"--temp-dir={self.dir}",
+               f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+               f"--metrics-export-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+        if i == 0:
+            cmd += ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}"]
+        else:
+            cmd += [f"--address={self.address}"]
+        log = self.dir / f"node-{i}.log"
+        env = {**self.env}
+        env.pop("RAY_ADDRESS")  # `ray start --head` must not look for a cluster to join
+        with open(log, "w") as out:
+            # Its own session (process group), so stop() can end the node and every child it spawned.
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._procs.append(proc)
+        deadline = time.monotonic() + timeout_s
+        while "Ray runtime started" not in log.read_text():
+            if proc.poll() is not None:
+                raise ClusterError(f"`ray start` for node {i} exited with {proc.returncode}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"node {i} did not start in {timeout_s:.0f}s:\n{_tail(log)}")
+            time.sleep(0.5)
+
+    def wait_for_nodes(self, n: int, timeout_s: float = 120) -> list[str]:
+        """Block until n nodes are alive; returns their node ids."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = subprocess.run([_ray_cli(), "status", f"--address={self.address}"], env=self.env,
+                                 capture_output=True, text=True)
+            ids = re.findall(r"^\s*\d+\s+node_([0-9a-f]+)", out.stdout, flags=re.M)
+            if len(ids) >= n:
+                return ids
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{len(ids)} of {n} nodes came up in {timeout_s:.0f}s:\n{out.stdout}{out.stderr}")
+            time.sleep(1)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """End every process this cluster started (workers first, then the head)."""
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # `ray start --block` then stops its node's processes
+        for proc in reversed(self._procs):
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # anything of that node still alive
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        self._procs.clear()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def logs(self) -> str:
+        """The `ray start` output of every node (for error messages)."""
+        return "\n".join(f"--- node {i}\n{_tail(self.dir / f'node-{i}.log')}" for i in range(len(self._procs)))
+
+
+def _ray_cli() -> str:
+    """The `ray` command of this Python (its venv), so the nodes run the same Ray and packages."""
+    candidate = Path(sys.executable).parent / "ray"
+    return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m cluster.local", description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=2, help="nodes, the head included (default 2)")
+    ap.add_argument("--cpus", type=int, default=2, help="logical CPUs per node (default 2)")
+    ap.add_argument("--resources", default="{}", help='custom resources per node as JSON, e.g. \'{"trainer": 1}\'')
+    args = ap.parse_args(argv)
+    nodes = [NodeSpec(num_cpus=args.cpus, resources=json.loads(args.resources)) for _ in range(args.nodes)]
+    with LocalCluster(nodes) as cluster:
+        print(f"# {args.nodes}-node Ray cluster up; in another shell:\n"
+              f"export RAY_ADDRESS={cluster.address} RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_file}\n"
+              f"# dashboard and job submission: {cluster.dashboard_url}\n# Ctrl-C stops it", flush=True)
+        try:
+            while all(p.poll() is None for p in cluster._procs):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

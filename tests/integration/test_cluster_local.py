@@ -1,0 +1,58 @@
+"""A real two-node Ray cluster on this machine (`ray start --head` + `ray start --address`, token
+authentication on): `ownlm train`, submitted as a Ray Job, puts one worker on each node and finishes.
+
+The cluster is separate from the session's Ray instance (its own temp dir, ports and token), and
+every driver runs in a subprocess: one process can only be connected to one Ray cluster.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.local import LocalCluster, NodeSpec
+from model.checkpoint import load_model, load_train_state
+from tests.pipeline.test_train_loop import SEQ_LEN, write_packed_tokens
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ownlm_train_runs_on_two_nodes(tmp_path):
+    tokens = write_packed_tokens(tmp_path / "data")
+    # one "slot" per node and one per worker: Ray must place the two workers on different nodes
+    nodes = [NodeSpec(num_cpus=2, resources={"slot": 1}), NodeSpec(num_cpus=2, resources={"slot": 1})]
+    train = [sys.executable, "-m", "pipeline.cli", "train", "--data", str(tokens), "--output", str(tmp_path / "model"),
+             "--root", str(tmp_path / "root"), "--set", "cluster.address=auto", "--set", "model.preset=debug",
+             "--set", f"tokenize.seq_len={SEQ_LEN}", "--set", "tracking.enabled=false",
+             "--set", "train.num_workers=2", "--set", "train.resources_per_worker={slot: 1}",
+             "--set", "train.max_steps=4", "--set", "train.warmup_steps=1", "--set", "train.log_every=2",
+             "--set", "train.eval_every=4", "--set", "train.checkpoint_every=4"]
+    with LocalCluster(nodes) as cluster:
+        node_ids = cluster.node_ids
+        assert len(node_ids) == 2
+        # token authentication is on: the job API refuses a request without the cluster's token
+        assert http_status(cluster.dashboard_url + "/api/jobs/") == 401
+        assert http_status(cluster.dashboard_url + "/api/jobs/", token="0" * 64) == 403
+        job = subprocess.run([sys.executable, "-m", "cluster.submit", "--address", cluster.dashboard_url, "--",
+                              *train], env=cluster.env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:] + cluster.logs()
+    assert "SUCCEEDED" in job.stdout and "2 cpu worker(s) on 2 node(s)" in job.stdout
+    state = load_train_state(tmp_path / "model")
+    assert state["step"] == 4
+    # rank 0 recorded where every worker ran: one on each node of this cluster
+    assert sorted(node for node, _ in state["placement"]) == sorted(node_ids)
+    load_model(tmp_path / "model")
+
+
+def http_status(url: str, token: str | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
