@@ -66,6 +66,10 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
     Perplexity needs the packed tokens (tokens_dir); without them only the other parts run."""
     from model.checkpoint import load_model, load_tokenizer
 
+    if cfg.tasks and cfg.data_dir:
+        from evaluation.benchmarks import resolve_data_dir
+
+        resolve_data_dir(cfg.data_dir)  # a wrong --data-dir fails before any work
     model, _ = load_model(model_dir)
     model.eval()
     tokenizer = load_tokenizer(model_dir)
