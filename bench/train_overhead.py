@@ -1,0 +1,227 @@
+"""Benchmark: what Ray Train costs. Tokens/s of `ownlm train` against plain PyTorch, same everything.
+
+In one run, on the same packed data (random token ids, a real tokenizer), the same model
+(`tiny` by default), the same batch per worker, AdamW and gradient clipping:
+  - plain-1: a plain PyTorch loop in one process (memory-mapped rows, forward, backward, clip, step);
+  - ray-1:   `pipeline.train.launch.run_train` with 1 Ray Train worker;
+  - plain-2: 2 processes (torch.multiprocessing + gloo DistributedDataParallel), each its own slice;
+  - ray-2:   `run_train` with 2 DDP workers.
+Every process uses `--threads` torch threads. Tokens/s is measured after `--warmup` steps: for plain
+torch over the timed steps; for ours by the wall clock between rank 0's log lines (MLflow
+timestamps), so it includes everything the loop does per step (data, the non-finite check,
+logging, metric all-reduces, MLflow writes) but not validation or checkpoints, which plain torch
+does not do at all. Ray's start-up (placement, worker processes, process group, model build) is
+reported apart as `ray_startup_s`.
+vs_plain_torch = ray-1 / plain-1 and vs_plain_torch_2 = ray-2 / plain-2 (goal >= 0.9).
+Prints a table and a final JSON line; writes bench/out/train_overhead.json.
+
+    python bench/train_overhead.py [--preset tiny] [--seq 256] [--batch 8] [--steps 40] [--warmup 10]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/tokenize.py shadows the standard library's `tokenize`: keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_tokens(folder: Path, seq_len: int, rows: int, vocab: int = 4096) -> Path:
+    """Packed rows of random ids under folder/tokens, with a BPE tokenizer of that vocabulary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from model.tokenizer import Tokenizer
+    from pipeline.config import TokenizerConfig
+    from pipeline.packed import Manifest
+    from pipeline.tokenize import train_tokenizer
+
+    curated = folder / "curated"
+    curated.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=rng.integers(2, 9))) for _ in range(3000)]
+    texts = [" ".join(rng.choice(words, size=200)) for _ in range(300)]
+    pq.write_table(pa.table({"id": [str(i) for i in range(len(texts))], "text": texts}), curated / "part-0.parquet")
+    train_tokenizer(curated, folder / "tok", TokenizerConfig(vocab_size=vocab))
+    tok = Tokenizer.from_file(folder / "tok" / "tokenizer.json")
+    out = folder / "tokens"
+    splits = {}
+    for split, n in (("train", rows), ("val", 64)):
+        (out / split).mkdir(parents=True)
+        ids = rng.integers(0, tok.vocab_size, size=(n, seq_len + 1), dtype=np.uint16)
+        np.save(out / split / "shard-0.npy", ids)
+        splits[split] = {"files": [f"{split}/shard-0.npy"], "rows": n}
+    Manifest(seq_len=seq_len, dtype="uint16", eot_id=tok.eot_id, pad_id=tok.pad_id,
+             tokenizer_fingerprint=tok.fingerprint, splits=splits).write(out)
+    (out / "tokenizer.json").write_bytes((folder / "tok" / "tokenizer.json").read_bytes())
+    return out
+
+
+# ---- plain PyTorch: what a user would write instead of ownlm train
+
+
+def plain_worker(rank: int, world: int, args, tokens: str, port: int, result_file: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from model.config import get_preset
+    from model.objectives import training_loss
+    from model.transformer import Transformer
+    from pipeline.packed import PackedSplit
+    from pipeline.train.schedule import build_optimizer
+
+    torch.set_num_threads(args.threads)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    split = PackedSplit(tokens, "train")
+    torch.manual_seed(0)
+    model = Transformer(get_preset(args.preset, vocab_size=args.vocab, max_seq_len=args.seq))
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+    order = np.random.default_rng(0).permutation(len(split))
+    global_batch = args.batch * world
+    start = None
+    for step in range(args.steps):
+        if step == args.warmup:
+            if world > 1:
+                dist.barrier()
+            start = time.perf_counter()
+        first = (step * global_batch) % (len(split) - global_batch) + rank * args.batch
+        rows = torch.from_numpy(split.rows(np.sort(order[first:first + args.batch])))
+        loss = training_loss(model, rows, pad_id=split.pad_id)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+    if world > 1:
+        dist.barrier()
+    seconds = time.perf_counter() - start
+    if rank == 0:
+        measured = args.steps - args.warmup
+        Path(result_file).write_text(json.dumps({"tokens_per_s": measured * global_batch * args.seq / seconds,
+                                                 "step_s": seconds / measured}))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def run_plain(world: int, args, tokens: Path) -> dict:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        if world == 1:
+            plain_worker(0, 1, args, str(tokens), port, f.name)
+        else:
+            mp.spawn(plain_worker, args=(world, args, str(tokens), port, f.name), nprocs=world)
+        return json.loads(Path(f.name).read_text())
+
+
+# ---- ownlm train on Ray Train
+
+
+def run_ray(world: int, args, tokens: Path, work: Path) -> dict:
+    from mlflow import MlflowClient
+
+    from pipeline.config import load_config
+    from pipeline.train.launch import run_train
+
+    root = work / f"ray-{world}"
+    sets = [f"model.preset={args.preset}", f"model.max_seq_len={args.seq}", f"tokenize.seq_len={args.seq}",
+            f"tracking.uri=sqlite:///{root}/mlflow.db", f"train.num_workers={world}",
+            f"train.cpus_per_worker={args.threads}", f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
+            f"train.log_every={args.warmup}", f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}",
+            "train.eval_batches=1", "train.warmup_steps=1", "train.lr=1e-3"]
+    cfg = load_config(None, sets, root=str(root))
+    client = MlflowClient(cfg.tracking_uri)
+    run_id = client.create_run(client.create_experiment("bench")).info.run_id
+    start = time.perf_counter()
+    run_train(cfg, tokens, root / "model", root / "runs", f"bench-{world}", run_id=run_id)
+    wall = time.perf_counter() - start
+    # Rank 0 logs every `warmup` steps. Wall clock between the first log and the last one before the
+    # final validation: every step, log line, all-reduce and MLflow write of the loop in between.
+    logs = sorted(client.get_metric_history(run_id, "train/loss"), key=lambda m: m.step)
+    first, last = logs[0], logs[-2]
+    step_s = (last.timestamp - first.timestamp) / 1000 / (last.step - first.step)
+    # The loop's own step timing (steps only), for comparison.
+    windows = sorted(client.get_metric_history(run_id, "train/step_time_s"), key=lambda m: m.step)[1:]
+    return {"tokens_per_s": world * args.batch * args.seq / step_s, "step_s": step_s, "wall_s": wall,
+            "steps_only_step_s": float(np.mean([m.value for m in windows])),
+            "startup_s": wall - step_s * args.steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8, help="sequences per worker per step")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=10, help="steps not timed (also the Ray log window)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    if args.steps % args.warmup or args.steps < 3 * args.warmup:
+        ap.error("--steps must be a multiple of --warmup and at least 3 of them (the Ray loop logs every "
+                 "--warmup steps; the first window is warm-up, the last holds the final validation)")
+
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    work = Path(tempfile.mkdtemp(prefix="ownlm-bench-train-"))
+    tokens = make_tokens(work / "data", args.seq, rows=max(512, args.batch * max(args.workers) * args.steps + 64),
+                         vocab=args.vocab)
+    from model.tokenizer import Tokenizer
+
+    args.vocab = Tokenizer.from_file(tokens / "tokenizer.json").vocab_size
+    ray.init(num_cpus=max(args.workers) * args.threads + 2, log_to_driver=False, configure_logging=False)
+    rows, final = [], {"bench": "train_overhead", "preset": args.preset, "seq_len": args.seq,
+                       "batch_per_worker": args.batch, "steps": args.steps, "warmup": args.warmup,
+                       "threads_per_process": args.threads, "cpu_count": os.cpu_count(),
+                       "machine": platform.processor() or platform.machine(),
+                       "load_avg_1m": round(os.getloadavg()[0], 2),
+                       "date": time.strftime("%Y-%m-%d")}
+    for world in args.workers:
+        plain = run_plain(world, args, tokens)
+        ours = run_ray(world, args, tokens, work)
+        ratio = ours["tokens_per_s"] / plain["tokens_per_s"]
+        suffix = "" if world == 1 else f"_{world}"
+        final.update({f"plain{suffix}_tokens_per_s": round(plain["tokens_per_s"]),
+                      f"ray{suffix}_tokens_per_s": round(ours["tokens_per_s"]),
+                      f"vs_plain_torch{suffix}": round(ratio, 3), f"ray_startup{suffix}_s": round(ours["startup_s"], 1)})
+        rows.append((f"plain torch, {world} process(es)", plain["tokens_per_s"], plain["step_s"], ""))
+        rows.append((f"ownlm train (Ray Train), {world} worker(s)", ours["tokens_per_s"], ours["step_s"],
+                     f"{ratio:.3f}"))
+        print(f"[bench] {world} worker(s): plain {plain['tokens_per_s']:,.0f} tok/s, ray {ours['tokens_per_s']:,.0f} "
+              f"tok/s (start-up {ours['startup_s']:.1f}s)", flush=True)
+    ray.shutdown()
+    print("\n| variant | tokens/s | step s | vs plain |\n|---|---|---|---|")
+    for name, tok_s, step_s, ratio in rows:
+        print(f"| {name} | {tok_s:,.0f} | {step_s:.3f} | {ratio} |")
+    final["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_overhead.json").write_text(json.dumps(final, indent=2))
+    print(json.dumps(final))
+
+
+if __name__ == "__main__":
+    main()
