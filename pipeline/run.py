@@ -28,10 +28,16 @@ def do_curate(ctx: Context) -> dict:
     metrics = {"curate/docs_out": out.get("docs", 0), "curate/bytes_out": out.get("bytes", 0)}
     metrics.update({f"curate/rejects/{reason}": n for reason, n in report.get("rejects", {}).items()})
     metrics.update({f"curate/pii/{kind}": n for kind, n in report.get("pii", {}).items()})
+    metrics.update({f"curate/languages/{lang}": c["kept"] for lang, c in report.get("languages", {}).items()})
+    metrics.update({f"curate/steps/{step}/docs": s["docs"] for step, s in report.get("steps", {}).items()})
+    metrics.update({f"curate/dedup/{kind}/duplicates": d["duplicates"]
+                    for kind, d in (report.get("dedup") or {}).items() if isinstance(d, dict) and "duplicates" in d})
     ctx.tracker.log_metrics(metrics)
-    ctx.tracker.log_artifact(ctx.layout.curated / "report.json", "curate")
+    for name in ("report.json", "report.html"):
+        ctx.tracker.log_artifact(ctx.layout.curated / name, "curate")
     print(f"   kept {out.get('docs', 0):,} documents ({out.get('bytes', 0) / 1e6:.1f} MB); rejects: "
           + ", ".join(f"{k} {v}" for k, v in sorted(report.get("rejects", {}).items())), flush=True)
+    print(f"   report: {ctx.layout.curated / 'report.html'}", flush=True)
     return {"output": out, "rejects": report.get("rejects", {})}
 
 

@@ -11,8 +11,10 @@ offline. Layout (the sources of `configs/quickstart.yaml`):
     prose/*.txt          the language-reference topics of `pydoc_data.topics`, Python's
                          LICENSE, and one file that is not UTF-8
     forum/posts.jsonl    "forum posts" made from real docstrings, with planted work for
-                         curation: exact and near duplicates, emails and phone numbers,
-                         junk, and exactly one malformed JSON line
+                         curation: exact and near duplicates, personal data and secrets
+                         (emails, phones, IPs, test card numbers, example IBANs, SSNs, AWS
+                         example keys, a private key block, bearer tokens), posts quoting the
+                         bundled evaluation task, junk, and exactly one malformed JSON line
     _SUCCESS             JSON marker: Python version, file counts, what was planted
 
 The build runs in a fresh interpreter (`python -I -S` on this very file): the pages then
@@ -28,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2
 """Bump when the builder changes what it writes: an older sample is then rebuilt."""
 
 MARKER = "_SUCCESS"
@@ -72,6 +74,19 @@ EMAILS = ["jane.doe@example.com", "j.smith+python@mail.example.org", "admin@foru
           "bob_1987@example.com", "support-team@help.example.org", "alice@example.com"]
 PHONES = ["(555) 555-0142", "555-555-0199", "555.555.0123", "+1 555 555 0175",
           "+1-555-555-0110", "+44 20 7946 0958", "+44 20 7946 0321", "1-555-555-0168"]
+# Other personal data and secrets: documentation examples and issuers' published test values only.
+OTHER_PII = {
+    "ip_address": ["8.8.4.4", "2606:4700:4700::1111", "9.9.9.9"],
+    "credit_card": ["4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005"],
+    "iban": ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"],
+    "us_ssn": ["078-05-1120", "123-45-6789"],
+    "aws_access_key": ["AKIAIOSFODNN7EXAMPLE"],
+    "aws_secret_key": ["aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"],
+    "private_key": ["-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+                    "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+                    "-----END RSA PRIVATE KEY-----"],
+    "bearer_token": ["Bearer eW91IGZvdW5kIGEgcGxhbnRlZCB0b2tlbg"],
+}
 CODE_TOO_LARGE_BYTES = 260_000
 """Size of the planted generated file: above the code reader's default cap."""
 
@@ -131,7 +146,7 @@ def _build_into(out: Path) -> dict:
     marker["code_planted"] = _write_code(out / "code", stdlib)
     marker["prose_planted"] = _write_prose(out / "prose", stdlib)
     marker["forum"] = _write_forum(out / "forum" / "posts.jsonl")
-    marker["pii"] = {"emails": EMAILS, "phones": PHONES}
+    marker["pii"] = {"emails": EMAILS, "phones": PHONES, **OTHER_PII}
     for kind in ("web", "code", "prose", "forum"):
         files = [p for p in (out / kind).rglob("*") if p.is_file()]
         marker["files"][kind] = len(files)
@@ -231,7 +246,8 @@ def _write_forum(path: Path) -> dict:
     posts = [{"id": "", "text": text, "url": f"https://forum.example.org/t/{slug}"}
              for slug, text in _docstring_posts()]
     planted = {"exact_duplicates": 0, "near_duplicates": 0, "with_email": 0, "with_phone": 0,
-               "too_short": 0, "symbol_soup": 0, "repeated_lines": 0, "malformed_json": 1}
+               "too_short": 0, "symbol_soup": 0, "repeated_lines": 0, "malformed_json": 1,
+               "contaminated": 0, "other_pii": {kind: 0 for kind in OTHER_PII}}
     extra = []
     # Personal data in otherwise good posts: an email, a phone number, or both.
     for j, i in enumerate(range(11, len(posts), 17)):
@@ -241,16 +257,30 @@ def _write_forum(path: Path) -> dict:
         planted["with_email"] += email in signature
         planted["with_phone"] += phone in signature
         posts[i]["text"] += "\n\n" + signature
+    # Other personal data and secrets, one value per post, in "support request" posts.
+    values = [(kind, value) for kind, vals in OTHER_PII.items() for value in vals]
+    hosts = [i for i, p in enumerate(posts) if len(p["text"].split()) >= 80 and i % 17 != 11]
+    for (kind, value), i in zip(values, hosts[1::4]):
+        posts[i]["text"] += f"\n\nMy setup, in case it helps: {value}"
+        planted["other_pii"][kind] += 1
     # Exact duplicates: the same text reposted (other ids come later, so the original survives).
     for i in range(3, len(posts), 25):
         copies = 2 if i % 2 else 1
         extra += [dict(posts[i], url=posts[i]["url"] + f"?repost={c}") for c in range(copies)]
         planted["exact_duplicates"] += copies
-    # Near duplicates: a few words changed (for a fuzzy dedup step to find).
-    for i in range(7, len(posts), 30):
-        text = posts[i]["text"].replace("How", "Please, how", 1).replace(" the ", " that ", 2)
+    # Near duplicates of long posts: one word changed and a sign-off added (word 5-shingle
+    # Jaccard similarity well above 0.8, for the fuzzy dedup step to find).
+    long_posts = [i for i, p in enumerate(posts) if len(p["text"].split()) >= 120]
+    for i in long_posts[2::6]:
+        text = posts[i]["text"].replace(" the ", " this ", 1)
         extra.append(dict(posts[i], text=text + "\n\nThanks in advance!", url=posts[i]["url"] + "?v=2"))
         planted["near_duplicates"] += 1
+    # Posts that quote the bundled evaluation task word for word (for decontamination).
+    questions = _eval_questions()
+    for j, i in enumerate(long_posts[5::20][: len(questions)]):
+        text = posts[i]["text"] + f"\n\nBy the way, a quiz I saw yesterday asked: {questions[j]} Any idea?"
+        extra.append({"id": "", "text": text, "url": posts[i]["url"] + "?quiz=1"})
+        planted["contaminated"] += 1
     # Junk.
     for text in ["thanks!", "+1", "bump", "same problem here, any news?", "solved it, nevermind"]:
         extra.append({"id": "", "text": text, "url": "https://forum.example.org/t/junk"})
@@ -273,6 +303,13 @@ def _write_forum(path: Path) -> dict:
     planted["posts"] = len(posts)
     planted["lines"] = len(lines)
     return planted
+
+
+def _eval_questions() -> list[str]:
+    """Two long questions of the bundled evaluation task (evaluation/tasks/pyfacts.jsonl)."""
+    path = Path(__file__).resolve().parents[1] / "evaluation" / "tasks" / "pyfacts.jsonl"
+    questions = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [q for q in questions if len(q.split()) >= 10][:2]
 
 
 def _docstring_posts() -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Main text of an HTML page, with the standard library's `html.parser`.
+"""Main text of an HTML page: the builtin extractor (the standard library's `html.parser`), or
+resiliparse / trafilatura for crawled pages (`extract`).
 
 trafilatura was tried first, on pydoc's pages, offline: with its defaults it keeps about an
 eighth of a module page (the API tables, which are the page, are dropped); with
@@ -107,3 +108,42 @@ def html_to_text(html: str) -> tuple[str, str]:
     parser.close()
     title = _COLLAPSIBLE.sub(" ", "".join(parser.title)).replace(_NBSP, " ").strip()
     return title, parser.text()
+
+
+def extract(html: str, extractor: str = "builtin") -> tuple[str, str]:
+    """(title, main text) of an HTML page with the named extractor.
+
+    `builtin` keeps every block of the body (documentation pages, which are all content);
+    `resiliparse` and `trafilatura` keep the main content of a crawled page and drop its menus,
+    footers and link lists.
+    """
+    if extractor == "builtin":
+        return html_to_text(html)
+    if extractor == "resiliparse":
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+
+        tree = HTMLTree.parse(html)
+        title = (tree.title or "").strip()
+        return title, extract_plain_text(tree, main_content=True, alt_texts=False, links=False,
+                                         list_bullets=True, preserve_formatting=True)
+    if extractor == "trafilatura":
+        try:
+            import trafilatura
+        except ImportError as e:
+            raise RuntimeError("curate.read extractor 'trafilatura' needs the trafilatura package: "
+                               "pip install trafilatura") from e
+        text = trafilatura.extract(html, include_comments=False, include_tables=True, deduplicate=False,
+                                   with_metadata=False) or ""
+        return _title(html), text
+    raise ValueError(f"unknown HTML extractor {extractor!r}")
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _title(html: str) -> str:
+    import html as html_lib
+
+    match = _TITLE.search(html)
+    return _COLLAPSIBLE.sub(" ", html_lib.unescape(match.group(1))).strip() if match else ""

@@ -1,41 +1,57 @@
-"""One reader per source format, each a Ray Dataset of document rows (see `records.SCHEMA`).
+"""One reader per source format: a file in, document rows out (plain Python, no Ray).
 
-A reader never crashes on bad input: what it cannot use becomes a rejected row with its
-reason, so it is counted in the report and kept in `rejects/` for inspection.
+A shard task (see `shards.py`) streams its files through these readers in batches. A reader
+never crashes on bad input: what it cannot use becomes a rejected row with its reason, so it
+is counted in the report and kept in `rejects/` for inspection.
 
-    reason          format         what
-    malformed_json  jsonl          a line that is not a JSON object (the raw line is kept as text)
-    missing_text    jsonl/parquet  a record without a string in `text_field`
-    invalid_utf8    all            bytes that are not UTF-8. We do not guess encodings: a wrong guess
-                                   yields mojibake that looks like text; convert such sources upstream.
-                                   The reject keeps the text decoded with U+FFFD replacements.
-    binary          html/text/code a NUL byte: an image, a compiled file, UTF-16 text
-    too_large       html/text/code over `curate.read.max_file_bytes` (code: `max_code_bytes`); not read
-    vendored        code           under site-packages, vendor, node_modules, third_party, ...
-    build_artifact  code           under __pycache__
+    reason          format           what
+    malformed_json  jsonl            a line that is not a JSON object (the raw line is kept as text)
+    missing_text    jsonl/parquet    a record without a string in `text_field`
+    invalid_utf8    all              bytes that are not UTF-8. We do not guess encodings of files: a
+                                     wrong guess yields mojibake that looks like text; convert such
+                                     sources upstream. The reject keeps the text decoded with U+FFFD.
+                                     (WARC responses are decoded by their declared or detected charset.)
+    binary          html/text/code   a NUL byte: an image, a compiled file, UTF-16 text
+    too_large       all              a file over `curate.read.max_file_bytes` (code: `max_code_bytes`),
+                                     a record over `max_doc_bytes`; not read
+    empty_file      all              a file without a single record (its path is kept)
+    truncated       jsonl/warc/...   a compressed file cut short, or a last record cut off; the rows
+                                     before the cut are kept, the cut itself is this one reject
+    read_error      all              a file that cannot be opened or parsed (the error is in meta)
+    vendored        code             under site-packages, vendor, node_modules, third_party, ...
+    build_artifact  code             under __pycache__
+    generated       code             lock files, minified bundles, protobuf output (by name)
+    not_html        warc             a response that is not an HTML page (content type in meta)
+    http_status     warc             a response whose HTTP status is not 2xx
+    pdf_error       pdf              a PDF that cannot be parsed or is encrypted
 
-Blank JSONL lines are not records and are skipped. Hidden files and, in a folder, files
-with another format's extension are not read (the report counts them as `files_ignored`).
-Every row has a stable `id`: the record's own id field when it has one, else the sha1 of
-the source name and the locator (`path` relative to the source folder, `path:line` or
-`path:row`), so ids survive moving the storage root.
+Blank JSONL lines are not records and are skipped. Hidden files and, in a folder, files with
+another format's extension are not read (the report counts them as `files_ignored`). Every
+row has a stable `id`: the record's own id field when it has one (WARC: WARC-Record-ID), else
+the sha1 of the source name and the locator (`path`, `path:line`, `path:row`), so ids survive
+moving the storage root.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from pipeline.config import SourceConfig
 from pipeline.curate.config import ReadConfig
-from pipeline.curate.htmltext import html_to_text
-from pipeline.curate.records import KEPT, RAW_BYTES, doc_id, dump_meta, make_batch, set_column
-from pipeline.curate.sources import SourceFiles, relative
+from pipeline.curate.records import BORN, KEPT, RAW_BYTES, doc_id, dump_meta, make_batch, set_column
+from pipeline.curate.streams import READ_ERRORS, open_stream, read_chunk
 
 VENDORED_DIRS = frozenset({"site-packages", "dist-packages", "vendor", "vendored", "_vendor",
                            "node_modules", "third_party", "third-party", "bower_components"})
 BUILD_DIRS = frozenset({"__pycache__"})
+GENERATED_NAMES = frozenset({"package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock",
+                             "Gemfile.lock", "composer.lock", "go.sum", "uv.lock", "Pipfile.lock"})
+GENERATED_SUFFIXES = (".min.js", ".min.css", ".map", "_pb2.py", "_pb2_grpc.py", ".pb.go", ".pb.cc", ".pb.h",
+                      ".designer.cs", ".g.dart")
 LANGUAGES = {
     ".py": "python", ".pyi": "python", ".pyx": "cython", ".c": "c", ".h": "c", ".cc": "cpp",
     ".cpp": "cpp", ".hpp": "cpp", ".cu": "cuda", ".rs": "rust", ".go": "go", ".java": "java",
@@ -46,74 +62,187 @@ LANGUAGES = {
     ".md": "markdown", ".rst": "restructuredtext", ".txt": "text", ".cfg": "ini", ".ini": "ini",
 }
 NAMED_LANGUAGES = {"Makefile": "make", "Dockerfile": "dockerfile", "CMakeLists.txt": "cmake"}
+WHOLE_FILE_FORMATS = ("html", "text", "code", "pdf")
+
+BATCH_ROWS = 1000
+BATCH_BYTES = 16 << 20
+"""A batch is flushed at this many rows or this many bytes of text, whichever comes first."""
 
 
-def read_source(src: SourceConfig, files: SourceFiles, cfg: ReadConfig):
-    """The document rows of one source, as a lazy Ray Dataset (nothing runs until consumed)."""
-    import ray
+@dataclass(frozen=True)
+class FileRef:
+    """One input file of a source, as a reader sees it."""
 
-    from pipeline.curate.datasources import LinesDatasource, ParquetRowsDatasource
+    source: SourceConfig
+    filesystem: pafs.FileSystem
+    path: str
+    rel: str
+    """The path relative to the source folder: in `meta`, in the locator and so in default ids."""
+    size: int
+    cfg: ReadConfig
 
-    if src.format == "jsonl":
-        ds = ray.data.read_datasource(LinesDatasource(files.paths, filesystem=files.filesystem),
-                                      override_num_blocks=read_tasks(files.sizes))
-        return ds.map_batches(ParseJsonl(src.name, src.kind, src.text_field, src.id_field, files.base),
-                              batch_format="pyarrow")
-    if src.format == "parquet":
-        ds = ray.data.read_datasource(ParquetRowsDatasource(files.paths, filesystem=files.filesystem),
-                                      override_num_blocks=read_tasks(files.sizes))
-        return ds.map_batches(RecordsToDocs(src.name, src.kind, src.text_field, src.id_field, files.base),
-                              batch_format="pyarrow")
-    read, sizes, skipped = [], [], []
-    for path, size in zip(files.paths, files.sizes):
-        reason = skip_reason(files.rel(path), size, src.format, cfg)
-        if reason:
-            skipped.append(skipped_row(src, files.rel(path), size, reason))
-        else:
-            read.append(path)
-            sizes.append(size)
-    parts = []
-    if read:
-        ds = ray.data.read_binary_files(read, include_paths=True, filesystem=files.filesystem,
-                                        override_num_blocks=read_tasks(sizes))
-        parts.append(ds.map_batches(FileDocs(src.name, src.kind, src.format, files.base),
-                                    batch_format="pyarrow"))
-    if skipped:
-        table = make_batch(skipped)
-        parts.append(ray.data.from_arrow(set_column(table, RAW_BYTES, [r["_size"] for r in skipped], pa.int64())))
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    def row(self, text: str, locator: str, reason: str = KEPT, raw: int | None = None, own_id=None,
+            **meta) -> dict:
+        """A document row of this file (meta gets `path`; the id is the record's own or derived)."""
+        meta = {**meta, "path": self.rel}
+        own = str(own_id) if own_id not in (None, "") else None
+        return {"id": own or doc_id(self.source.name, locator), "text": text, "source": self.source.name,
+                "kind": self.source.kind, "meta": dump_meta(meta), "reason": reason, "_loc": locator,
+                RAW_BYTES: len(text.encode("utf-8", "replace")) if raw is None else raw}
+
+    def reject(self, reason: str, at: str | None = None, raw: int = 0, text: str = "", **meta) -> dict:
+        """A reject for the file as a whole (`at` names a place in it, to keep locators unique)."""
+        return self.row(text, self.rel if at is None else f"{self.rel}@{at}", reason, raw, **meta)
 
 
-def read_tasks(sizes: list[int], bytes_per_task: int = 32 << 20) -> int:
-    """Read tasks for files of these sizes: one per 32 MB, at least one, at most one per file.
-    (Ray's default of 200 blocks costs a task start per tiny block on a small corpus.)"""
-    return max(1, min(len(sizes), -(-sum(sizes) // bytes_per_task)))
+def read_files(source: SourceConfig, filesystem: pafs.FileSystem, base: str, files: list[tuple[str, int]],
+               cfg: ReadConfig) -> Iterator[pa.Table]:
+    """Document rows of `files` (path, size) of one source, in batches, file by file in order."""
+    from pipeline.curate.sources import relative
+
+    reader = READERS[source.format]
+    rows, nbytes = [], 0
+    for path, size in files:
+        ref = FileRef(source, filesystem, path, relative(path, base), size, cfg)
+        for row in file_rows(reader, ref):
+            rows.append(row)
+            nbytes += len(row["text"])
+            if len(rows) >= BATCH_ROWS or nbytes >= BATCH_BYTES:
+                yield rows_to_batch(rows)
+                rows, nbytes = [], 0
+    if rows:
+        yield rows_to_batch(rows)
 
 
-# ---------------------------------------------------------------- whole files: html, text, code
+def file_rows(reader: Callable[[FileRef], Iterator[dict]], ref: FileRef) -> Iterator[dict]:
+    """A reader's rows for one file; a file with none becomes one `empty_file` reject, and an error
+    that escapes the reader becomes one `read_error` reject (after the rows read before it)."""
+    n = 0
+    try:
+        for row in reader(ref):
+            n += 1
+            yield row
+    except READ_ERRORS as e:
+        n += 1
+        yield ref.reject("read_error", at="error", error=f"{type(e).__name__}: {e}")
+    if n == 0:
+        yield ref.reject("empty_file", raw=ref.size, bytes=ref.size)
+
+
+def rows_to_batch(rows: list[dict]) -> pa.Table:
+    batch = make_batch(rows)
+    batch = set_column(batch, RAW_BYTES, [r[RAW_BYTES] for r in rows], pa.int64())
+    return set_column(batch, BORN, ["read"] * len(rows), pa.string())
+
+
+# ---------------------------------------------------------------- records: jsonl, parquet
+
+
+def record_row(ref: FileRef, rec: dict, locator: str, raw: int, **position) -> dict:
+    """A JSON or Parquet record as a row: the text field becomes `text`, the id field `id`, every
+    other field goes into `meta` beside `path` and the position (ours win over a record field)."""
+    text = rec.pop(ref.source.text_field, None)
+    own_id = rec.pop(ref.source.id_field, None)
+    reason = KEPT if isinstance(text, str) else "missing_text"
+    if not isinstance(text, str):
+        text = "" if text is None else json.dumps(text, default=str)
+    if raw > ref.cfg.max_doc_bytes:
+        reason, text = "too_large", ""
+    return ref.row(text, locator, reason, raw, own_id, **rec, **position)
+
+
+def read_jsonl(ref: FileRef) -> Iterator[dict]:
+    """One row per non-blank line; a line that does not parse is a `malformed_json` reject that keeps
+    the raw line as its text, and a stream cut short ends with one `truncated` reject."""
+    f = open_stream(ref.filesystem, ref.path)
+    number, rest = 0, b""
+    try:
+        while True:
+            try:
+                chunk = read_chunk(f, 4 << 20)
+            except READ_ERRORS as e:
+                # The bytes after the last newline are a record cut off by the truncation: the reject keeps them.
+                yield ref.reject("truncated", at="truncated", raw=len(rest),
+                                 text=rest.decode("utf-8", "replace")[:10_000], error=f"{type(e).__name__}: {e}",
+                                 line=number + 1)
+                return
+            if not chunk:
+                break
+            *complete, rest = (rest + chunk).split(b"\n")
+            for raw in complete:
+                number += 1
+                if raw.strip():
+                    yield parse_line(ref, raw.rstrip(b"\r"), number)
+            if len(rest) > ref.cfg.max_doc_bytes:  # a runaway line: stop holding it
+                number += 1
+                yield ref.row("", f"{ref.rel}:{number}", "too_large", len(rest), line=number)
+                rest = _skip_line(f)
+        if rest.strip():
+            yield parse_line(ref, rest.rstrip(b"\r"), number + 1)
+    finally:
+        f.close()
+
+
+def _skip_line(f) -> bytes:
+    """Read on to the end of the current line; the bytes after it."""
+    while True:
+        chunk = f.read(4 << 20)
+        if not chunk:
+            return b""
+        cut = chunk.find(b"\n")
+        if cut >= 0:
+            return chunk[cut + 1:]
+
+
+def parse_line(ref: FileRef, raw: bytes, line: int) -> dict:
+    locator = f"{ref.rel}:{line}"
+    if len(raw) > ref.cfg.max_doc_bytes:
+        return ref.row("", locator, "too_large", len(raw), line=line)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ref.row(raw.decode("utf-8", errors="replace"), locator, "invalid_utf8", len(raw), line=line)
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
+        return ref.row(text, locator, "malformed_json", len(raw), line=line)
+    return record_row(ref, rec, locator, len(raw), line=line)
+
+
+def read_parquet(ref: FileRef) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    with ref.filesystem.open_input_file(ref.path) as f:  # Parquet needs random access
+        row = 0
+        for rb in pq.ParquetFile(f).iter_batches(batch_size=1024):
+            for rec in rb.to_pylist():
+                text = rec.get(ref.source.text_field)
+                raw = len(text.encode()) if isinstance(text, str) else 0
+                yield record_row(ref, rec, f"{ref.rel}:{row}", raw, row=row)
+                row += 1
+
+
+# ---------------------------------------------------------------- whole files: html, text, code, pdf
 
 
 def skip_reason(rel: str, size: int, fmt: str, cfg: ReadConfig) -> str:
     """Why a file is rejected before it is read (by its path and size), or KEPT."""
     if fmt == "code":
         parts = set(rel.split("/")[:-1])
+        name = rel.rsplit("/", 1)[-1]
         if parts & BUILD_DIRS:
             return "build_artifact"
         if parts & VENDORED_DIRS:
             return "vendored"
+        if name in GENERATED_NAMES or name.lower().endswith(GENERATED_SUFFIXES):
+            return "generated"
         if size > cfg.max_code_bytes:
             return "too_large"
     elif size > cfg.max_file_bytes:
         return "too_large"
     return KEPT
-
-
-def skipped_row(src: SourceConfig, rel: str, size: int, reason: str) -> dict:
-    meta = {"path": rel, "bytes": size}
-    if src.format == "code":
-        meta["language"] = language(rel)
-    return {"id": doc_id(src.name, rel), "text": "", "source": src.name, "kind": src.kind,
-            "meta": dump_meta(meta), "reason": reason, "_size": size}
 
 
 def language(rel: str) -> str:
@@ -134,99 +263,59 @@ def decode(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8", errors="replace"), "invalid_utf8"
 
 
-@dataclass(frozen=True)
-class FileDocs:
-    """`read_binary_files` rows (`bytes`, `path`) to documents: one per file."""
+def read_whole_file(ref: FileRef) -> Iterator[dict]:
+    """One document per file (html, text, code, pdf); files to skip are rejected unread."""
+    fmt = ref.source.format
+    meta = {"bytes": ref.size}
+    if fmt == "code":
+        meta["language"] = language(ref.rel)
+    reason = skip_reason(ref.rel, ref.size, fmt, ref.cfg)
+    if reason:
+        yield ref.row("", ref.rel, reason, ref.size, **meta)
+        return
+    with ref.filesystem.open_input_stream(ref.path) as f:
+        data = f.read()
+    if not data:
+        return  # file_rows turns this into `empty_file`
+    if fmt == "pdf":
+        yield pdf_row(ref, data, meta)
+        return
+    text, reason = decode(data)
+    if fmt == "html" and not reason:
+        from pipeline.curate.htmltext import extract
 
-    source: str
-    kind: str
-    format: str
-    base: str
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = []
-        for data, path in zip(batch["bytes"].to_pylist(), batch["path"].to_pylist()):
-            rel = relative(path, self.base)
-            text, reason = decode(data)
-            meta = {"path": rel, "bytes": len(data)}
-            if self.format == "html" and not reason:
-                meta["title"], text = html_to_text(text)
-            if self.format == "code":
-                meta["language"] = language(rel)
-            rows.append({"id": doc_id(self.source, rel), "text": text, "source": self.source,
-                         "kind": self.kind, "meta": dump_meta(meta), "reason": reason})
-        out = make_batch(rows)
-        return set_column(out, RAW_BYTES, [len(d) for d in batch["bytes"].to_pylist()], pa.int64())
-
-
-# ---------------------------------------------------------------- records: jsonl, parquet
+        meta["title"], text = extract(text, ref.cfg.html_extractor)
+    yield ref.row(text, ref.rel, reason, len(data), **meta)
 
 
-@dataclass(frozen=True)
-class RecordsToDocs:
-    """Parquet rows (their own fields plus `_path`, `_row`) to documents. The text field becomes
-    `text`, the id field `id`, every other field goes into `meta` beside `path` and `row`
-    (ours win over a record field of the same name)."""
+def pdf_row(ref: FileRef, data: bytes, meta: dict) -> dict:
+    """A PDF's text (pypdf), pages joined by blank lines; `pdf_error` when it cannot be read."""
+    import io
 
-    source: str
-    kind: str
-    text_field: str
-    id_field: str
-    base: str
-    POSITION = "row"  # the record's place in its file, in meta and in the locator `path:row`
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = []
-        for rec in batch.to_pylist():
-            path, row = rec.pop("_path"), rec.pop("_row")
-            rows.append(self.document(rec, relative(path, self.base), row))
-        out = make_batch(rows)
-        nbytes = [r.pop("_raw") for r in rows]
-        return set_column(out, RAW_BYTES, nbytes, pa.int64())
-
-    def document(self, rec: dict, rel: str, pos: int, raw_bytes: int | None = None) -> dict:
-        text = rec.pop(self.text_field, None)
-        own_id = rec.pop(self.id_field, None)
-        meta = {**rec, "path": rel, self.POSITION: pos}
-        reason = KEPT if isinstance(text, str) else "missing_text"
-        if not isinstance(text, str):
-            text = "" if text is None else json.dumps(text, default=str)
-        doc = {"id": str(own_id) if own_id not in (None, "") else doc_id(self.source, f"{rel}:{pos}"),
-               "text": text, "source": self.source, "kind": self.kind, "meta": dump_meta(meta),
-               "reason": reason}
-        doc["_raw"] = raw_bytes if raw_bytes is not None else len(text.encode())
-        return doc
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            return ref.row("", ref.rel, "pdf_error", len(data), **meta, error="encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        info = reader.metadata
+        title = info.title if info is not None and info.title else None
+    except (PyPdfError, *READ_ERRORS, KeyError, TypeError, AttributeError, RecursionError) as e:
+        # pypdf raises plain KeyError/TypeError on some damaged object tables.
+        return ref.row("", ref.rel, "pdf_error", len(data), **meta, error=f"{type(e).__name__}: {e}")
+    meta.update(pages=len(pages), **({"title": str(title)} if title else {}))
+    return ref.row("\n\n".join(p.strip() for p in pages if p.strip()), ref.rel, KEPT, len(data), **meta)
 
 
-@dataclass(frozen=True)
-class ParseJsonl(RecordsToDocs):
-    """JSON lines (`_path`, `_line`, `raw` bytes) to documents; a line that does not parse is a
-    `malformed_json` reject that keeps the raw line as its text."""
+def _read_warc(ref: FileRef) -> Iterator[dict]:
+    from pipeline.curate.warc import read_warc
 
-    POSITION = "line"  # 1-based
+    return read_warc(ref)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = []
-        for path, line, raw in zip(batch["_path"].to_pylist(), batch["_line"].to_pylist(),
-                                   batch["raw"].to_pylist()):
-            rows.append(self.parse(raw, relative(path, self.base), line))
-        nbytes = [r.pop("_raw") for r in rows]
-        return set_column(make_batch(rows), RAW_BYTES, nbytes, pa.int64())
 
-    def parse(self, raw: bytes, rel: str, line: int) -> dict:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._reject(raw.decode("utf-8", errors="replace"), rel, line, "invalid_utf8", len(raw))
-        try:
-            rec = json.loads(text)
-        except ValueError:
-            rec = None
-        if not isinstance(rec, dict):
-            return self._reject(text, rel, line, "malformed_json", len(raw))
-        return self.document(rec, rel, line, raw_bytes=len(raw))
-
-    def _reject(self, text: str, rel: str, line: int, reason: str, nbytes: int) -> dict:
-        return {"id": doc_id(self.source, f"{rel}:{line}"), "text": text, "source": self.source,
-                "kind": self.kind, "meta": dump_meta({"path": rel, "line": line}), "reason": reason,
-                "_raw": nbytes}
+READERS: dict[str, Callable[[FileRef], Iterator[dict]]] = {
+    "jsonl": read_jsonl, "parquet": read_parquet, "warc": _read_warc,
+    **{fmt: read_whole_file for fmt in WHOLE_FILE_FORMATS},
+}

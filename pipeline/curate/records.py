@@ -3,8 +3,9 @@
 A batch is a `pyarrow.Table` of document rows (the unit Ray Data's `map_batches` hands
 over). Every row carries a `reason`: empty while the row is kept, the name of the rule
 that dropped it otherwise. Steps skip rejected rows and pass them through untouched, so
-one dataset flows from the reader to the writer and nothing is lost on the way:
-input rows == kept rows + rejected rows.
+one stream flows from the reader to the writer and nothing is lost on the way:
+input rows == kept rows + rejected rows (split pieces and mixture copies are new rows,
+born at their step; see `report.py`).
 """
 from __future__ import annotations
 
@@ -24,12 +25,18 @@ SCHEMA = pa.schema([
     ("kind", pa.string()),
     ("meta", pa.string()),
     ("reason", pa.string()),
+    ("_loc", pa.string()),
 ])
-"""A document row as the readers produce it; steps add working columns whose names start
-with `_` or `pii_`, and the writer drops them."""
+"""A document row as the readers produce it. `_loc` is the row's locator within its source
+(`path`, `path:line`, `path:row`, `path@offset`): with the source name it names the row
+uniquely, and it breaks ties between equal ids. Steps add working columns whose names
+start with `_` or `pii_`; the writer drops them."""
 
 RAW_BYTES = "_raw_bytes"
 """Working column set by the readers: bytes the row took in the input (line, file), for the report."""
+BORN = "_born"
+"""Working column: the step a row came into existence at (`read`, or `split` / `mixture` for the
+pieces and copies those steps add), so that the report counts each input document once."""
 
 OUTPUT_COLUMNS = ("id", "text", "source", "kind", "meta")
 REJECT_COLUMNS = OUTPUT_COLUMNS + ("reason",)
@@ -49,8 +56,9 @@ def dump_meta(meta: dict) -> str:
 
 
 def make_batch(rows: list[dict]) -> pa.Table:
-    """Document rows (dicts with the SCHEMA fields; `reason` defaults to kept) as a batch."""
+    """Document rows (dicts with the SCHEMA fields; `reason` defaults to kept, `_loc` to the id) as a batch."""
     cols = {f.name: [r.get(f.name, KEPT if f.name == "reason" else None) for r in rows] for f in SCHEMA}
+    cols["_loc"] = [loc if loc is not None else r.get("id") for loc, r in zip(cols["_loc"], rows)]
     return pa.table(cols, schema=SCHEMA)
 
 
@@ -68,3 +76,8 @@ def set_column(batch: pa.Table, name: str, values, type: pa.DataType | None = No
     arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=type)
     i = batch.schema.get_field_index(name)
     return batch.set_column(i, name, arr) if i >= 0 else batch.append_column(name, arr)
+
+
+def with_meta(meta: str, **extra) -> str:
+    """A meta JSON string with `extra` keys added (ours win)."""
+    return dump_meta({**json.loads(meta), **extra})

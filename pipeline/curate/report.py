@@ -1,24 +1,29 @@
-"""What curation did, in numbers: `report.json`.
+"""What curation did, in numbers: the tallies behind `report.json`.
 
 Every row carries, for each step it went through, the UTF-8 bytes of its text after that
-step, or -1 once it has been rejected (columns `_bytes_<step>`). Summing those columns
-over the final rows gives documents and bytes kept after each step without running the
-pipeline twice; `Tally` does the summing batch by batch as the writer streams the rows.
+step, or -1 once it has been rejected or before it existed (columns `_bytes_<step>`).
+Summing those columns over the final rows gives documents and bytes kept after each step
+without running the pipeline twice; a `Tally` does the summing batch by batch, each shard
+task sums its own rows, and the driver merges the tallies (they are plain JSON).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.curate.records import KEPT, RAW_BYTES, text_bytes
+from pipeline.curate.config import PII_KINDS
+from pipeline.curate.langid import LANG_COLUMN
+from pipeline.curate.pii import pii_column
+from pipeline.curate.records import BORN, KEPT, RAW_BYTES, text_bytes
 
-PII_COLUMNS = {"email": "pii_email", "phone": "pii_phone"}
+STEP_PREFIX = "_bytes_"
 
 
 def bytes_column(step: str) -> str:
-    return f"_bytes_{step}"
+    return f"{STEP_PREFIX}{step}"
 
 
 def mark_step(batch: pa.Table, step: str) -> pa.Table:
@@ -30,22 +35,25 @@ def mark_step(batch: pa.Table, step: str) -> pa.Table:
 
 @dataclass
 class Tally:
-    """Counts per (source, reason), accumulated over batches of final rows."""
+    """Counts per (source, reason), per language and per step, summed over batches of final rows."""
 
     steps: list[str]
     counts: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    languages: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, batch: pa.Table) -> None:
         if len(batch) == 0:
             return
-        cols = {"docs": pa.array([1] * len(batch), pa.int64()), "raw_bytes": batch[RAW_BYTES]}
+        born = batch[BORN] if BORN in batch.column_names else pa.array(["read"] * len(batch))
+        cols = {"rows": pa.array([1] * len(batch), pa.int64()),
+                "docs": pc.cast(pc.equal(born, "read"), pa.int64()), "raw_bytes": batch[RAW_BYTES]}
         for step in self.steps:
             b = batch[bytes_column(step)]
             cols[f"docs_{step}"] = pc.cast(pc.greater_equal(b, 0), pa.int64())
             cols[f"bytes_{step}"] = pc.max_element_wise(b, pa.scalar(0, pa.int64()))
-        for kind, col in PII_COLUMNS.items():
-            if col in batch.column_names:
-                cols[f"pii_{kind}"] = batch[col]
+        for kind in PII_KINDS:
+            if pii_column(kind) in batch.column_names:
+                cols[f"pii_{kind}"] = pc.cast(batch[pii_column(kind)], pa.int64())
         table = pa.table({"source": batch["source"], "reason": batch["reason"], **cols})
         names = list(cols)
         grouped = table.group_by(["source", "reason"]).aggregate([(c, "sum") for c in names])
@@ -53,29 +61,58 @@ class Tally:
             into = self.counts.setdefault((row["source"], row["reason"]), {})
             for c in names:
                 into[c] = into.get(c, 0) + (row[f"{c}_sum"] or 0)
+        if LANG_COLUMN in batch.column_names:
+            pairs = Counter(zip(batch[LANG_COLUMN].to_pylist(), batch["reason"].to_pylist()))
+            for (lang, reason), n in pairs.items():
+                if lang is None:
+                    continue
+                into = self.languages.setdefault(lang, {"docs": 0, "kept": 0})
+                into["docs"] += n
+                into["kept"] += n if reason == KEPT else 0
+
+    def merge(self, other: "Tally") -> None:
+        for key, c in other.counts.items():
+            into = self.counts.setdefault(key, {})
+            for k, v in c.items():
+                into[k] = into.get(k, 0) + v
+        for lang, c in other.languages.items():
+            into = self.languages.setdefault(lang, {"docs": 0, "kept": 0})
+            into["docs"] += c["docs"]
+            into["kept"] += c["kept"]
+
+    def to_json(self) -> dict:
+        return {"steps": self.steps, "counts": [[s, r, c] for (s, r), c in self.counts.items()],
+                "languages": self.languages}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Tally":
+        return cls(data["steps"], {(s, r): c for s, r, c in data["counts"]}, data["languages"])
+
+    def total(self, key: str, source: str | None = None, reason: str | None = None) -> int:
+        return sum(c.get(key, 0) for (s, r), c in self.counts.items()
+                   if (source is None or s == source) and (reason is None or r == reason))
 
     def docs_by_source(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for (source, _), c in self.counts.items():
-            out[source] = out.get(source, 0) + c["docs"]
+            out[source] = out.get(source, 0) + c["rows"]
         return out
 
 
-def build_report(tally: Tally, sources: list[dict], output: dict, rejects: dict, seconds: float) -> dict:
-    """The report: per source, per step, per reason, PII, output. `sources` holds one dict per
-    configured source (name, format, kind, path, files, files_ignored); `output`/`rejects`
-    what the writer wrote (path, shards, docs, bytes, file_bytes)."""
-    def total(key: str, source: str | None = None, reason: str | None = None) -> int:
-        return sum(c.get(key, 0) for (s, r), c in tally.counts.items()
-                   if (source is None or s == source) and (reason is None or r == reason))
-
+def build_report(tally: Tally, sources: list[dict], output: dict, rejects: dict, seconds: float,
+                 **sections) -> dict:
+    """The report: per source, per step, per reason, PII, languages, output, and any extra `sections`
+    (dedup, decontamination, mixture, timing, shards). `sources` holds one dict per configured
+    source (name, format, kind, path, files, files_ignored); `output`/`rejects` what the writer
+    wrote (path, files, docs, bytes, file_bytes)."""
+    total = tally.total
     per_source = {}
+    last = tally.steps[-1]
     for src in sources:
         name = src["name"]
-        per_source[name] = {**src, "docs": total("docs", name), "bytes": total("raw_bytes", name),
-                            "kept_docs": total("docs", name, KEPT),
-                            "kept_bytes": total(f"bytes_{tally.steps[-1]}", name)}
-        per_source[name].pop("name")
+        per_source[name] = {**{k: v for k, v in src.items() if k != "name"},
+                            "docs": total("docs", name), "bytes": total("raw_bytes", name),
+                            "kept_docs": total("rows", name, KEPT), "kept_bytes": total(f"bytes_{last}", name)}
     steps = {step: {"docs": total(f"docs_{step}"), "bytes": total(f"bytes_{step}")} for step in tally.steps}
     steps["output"] = {"docs": output["docs"], "bytes": output["bytes"]}
     reasons = sorted({r for (_, r) in tally.counts if r != KEPT})
@@ -83,10 +120,12 @@ def build_report(tally: Tally, sources: list[dict], output: dict, rejects: dict,
         "input": {"docs": total("docs"), "bytes": total("raw_bytes")},
         "sources": per_source,
         "steps": steps,
-        "rejects": {r: total("docs", reason=r) for r in reasons},
+        "rejects": {r: total("rows", reason=r) for r in reasons},
         "rejects_by_source": {
-            s["name"]: {r: n for r in reasons if (n := total("docs", s["name"], r))} for s in sources},
-        "pii": {kind: total(f"pii_{kind}") for kind in PII_COLUMNS},
+            s["name"]: {r: n for r in reasons if (n := total("rows", s["name"], r))} for s in sources},
+        "pii": {kind: total(f"pii_{kind}") for kind in PII_KINDS},
+        "languages": dict(sorted(tally.languages.items(), key=lambda kv: -kv[1]["docs"])),
+        **sections,
         "output": output,
         "rejected": rejects,
         "seconds": round(seconds, 2),

@@ -17,11 +17,14 @@ from pipeline.layout import Layout
 
 # Files a folder listing takes, per format (a file or glob named in the config is taken as is).
 # Code takes every file: the code reader itself decides what to skip, and says why.
+_JSONL = tuple(f"{ext}{z}" for ext in (".jsonl", ".ndjson", ".json") for z in ("", ".gz", ".zst", ".zstd", ".bz2"))
 EXTENSIONS = {
-    "jsonl": (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz"),
+    "jsonl": _JSONL,
     "parquet": (".parquet",),
+    "warc": (".warc", ".warc.gz"),
     "html": (".html", ".htm", ".xhtml"),
-    "text": (".txt", ".md", ".rst", ".text"),
+    "text": (".txt", ".md", ".markdown", ".rst", ".text"),
+    "pdf": (".pdf",),
     "code": None,
 }
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -38,6 +41,8 @@ class SourceFiles:
     sizes: list[int]
     ignored: int
     """Files under a listed folder that were not taken: hidden names, other extensions."""
+    mtimes: list[float] | None = None
+    """Modification times (seconds), where the filesystem reports them: part of the resume fingerprint."""
 
     def rel(self, path: str) -> str:
         return relative(path, self.base)
@@ -85,7 +90,8 @@ def list_source(src: SourceConfig, layout: Layout) -> SourceFiles:
 
 def _files(fs, base: str, infos, ignored: int) -> SourceFiles:
     infos = sorted(infos, key=lambda i: i.path)
-    return SourceFiles(fs, base, [i.path for i in infos], [i.size for i in infos], ignored)
+    mtimes = [i.mtime.timestamp() if i.mtime is not None else 0.0 for i in infos]
+    return SourceFiles(fs, base, [i.path for i in infos], [i.size for i in infos], ignored, mtimes)
 
 
 def _walk(fs: pafs.FileSystem, base: str, where: str) -> list[pafs.FileInfo]:
@@ -145,10 +151,12 @@ def _glob_regex(pattern: str) -> re.Pattern:
 # ---------------------------------------------------------------- `ownlm curate --input PATH`
 
 _FORMAT_BY_SUFFIX = [
-    ((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz"), "jsonl", "web"),
-    ((".parquet",), "parquet", "web"),
-    ((".html", ".htm", ".xhtml"), "html", "web"),
-    ((".txt", ".md", ".rst", ".text"), "text", "prose"),
+    (EXTENSIONS["jsonl"], "jsonl", "web"),
+    (EXTENSIONS["parquet"], "parquet", "web"),
+    (EXTENSIONS["warc"], "warc", "web"),
+    (EXTENSIONS["html"], "html", "web"),
+    (EXTENSIONS["text"], "text", "prose"),
+    (EXTENSIONS["pdf"], "pdf", "paper"),
 ]
 
 

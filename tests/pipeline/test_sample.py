@@ -76,6 +76,19 @@ def test_forum_plants_what_the_marker_says(sample):
     assert any(p["text"] == "\n".join([p["text"].split("\n")[0]] * 30) for p in posts)
     assert sum(len(p["text"].split()) < 20 for p in posts) == forum["too_short"]
     assert forum["near_duplicates"] > 3 and "Thanks in advance!" in texts
+    for kind, values in marker["pii"].items():
+        if kind not in ("emails", "phones"):
+            assert sum(1 for p in posts if any(v in p["text"] for v in values)) >= forum["other_pii"][kind] >= 1
+
+
+def test_sample_plants_posts_quoting_the_bundled_eval_task(sample):
+    dest, marker = sample
+    questions = [json.loads(line)["question"]
+                 for line in (Path(__file__).resolve().parents[2] / "evaluation" / "tasks" / "pyfacts.jsonl")
+                 .read_text().splitlines() if line]
+    posts = (dest / "forum" / "posts.jsonl").read_text()
+    quoted = [q for q in questions if json.dumps(q)[1:-1] in posts]
+    assert len(quoted) == marker["forum"]["contaminated"] == 2 and all(len(q.split()) >= 10 for q in quoted)
 
 
 def test_second_build_is_a_no_op(sample):
