@@ -3,19 +3,22 @@
 In one run, on the same packed data (random token ids, a real tokenizer), the same model
 (`tiny` by default), the same batch per worker, AdamW and gradient clipping:
   - plain-1: a plain PyTorch loop in one process (memory-mapped rows, forward, backward, clip, step);
-  - ray-1:   `pipeline.train.launch.run_train` with 1 Ray Train worker;
+  - ray-1:   `pipeline.train.launch.run_train` with 1 Ray Train worker (`ownlm train`'s path);
   - plain-2: 2 processes (torch.multiprocessing + gloo DistributedDataParallel), each its own slice;
   - ray-2:   `run_train` with 2 DDP workers.
-Every process uses `--threads` torch threads. Tokens/s is measured after `--warmup` steps: for plain
-torch over the timed steps; for ours by the wall clock between rank 0's log lines (MLflow
-timestamps), so it includes everything the loop does per step (data, the non-finite check,
-logging, metric all-reduces, MLflow writes) but not validation or checkpoints, which plain torch
-does not do at all. Ray's start-up (placement, worker processes, process group, model build) is
-reported apart as `ray_startup_s`.
-vs_plain_torch = ray-1 / plain-1 and vs_plain_torch_2 = ray-2 / plain-2 (goal >= 0.9).
+Plain torch runs right before and right after each Ray run. Every process uses `--threads` torch
+threads. Time is taken per window of `--window` steps, the first window being warm-up: for plain
+torch around the steps; for ours as the wall clock between rank 0's log lines (MLflow timestamps),
+so it holds everything the loop does per step (data, the non-finite check, logging, all-reduces,
+MLflow writes) but not the final validation and checkpoint, which plain torch does not do at all.
+Ray's start-up (placement, worker processes, process group, model build) is `ray_startup_s`.
+
+On a machine shared with other work, load comes and goes; each variant's best window (its
+least disturbed sustained pace) is the headline, the mean over windows is reported beside it:
+vs_plain_torch = ray-1 / plain-1 and vs_plain_torch_2 = ray-2 / plain-2, best windows (goal >= 0.9).
 Prints a table and a final JSON line; writes bench/out/train_overhead.json.
 
-    python bench/train_overhead.py [--preset tiny] [--seq 256] [--batch 8] [--steps 40] [--warmup 10]
+    python bench/train_overhead.py [--preset tiny] [--seq 256] [--batch 8] [--steps 60] [--window 10]
 """
 from __future__ import annotations
 
@@ -94,12 +97,8 @@ def plain_worker(rank: int, world: int, args, tokens: str, port: int, result_fil
     optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
     order = np.random.default_rng(0).permutation(len(split))
     global_batch = args.batch * world
-    start = None
+    marks = [time.perf_counter()]
     for step in range(args.steps):
-        if step == args.warmup:
-            if world > 1:
-                dist.barrier()
-            start = time.perf_counter()
         first = (step * global_batch) % (len(split) - global_batch) + rank * args.batch
         rows = torch.from_numpy(split.rows(np.sort(order[first:first + args.batch])))
         loss = training_loss(model, rows, pad_id=split.pad_id)
@@ -108,18 +107,16 @@ def plain_worker(rank: int, world: int, args, tokens: str, port: int, result_fil
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss.item()
-    if world > 1:
-        dist.barrier()
-    seconds = time.perf_counter() - start
+        if (step + 1) % args.window == 0:
+            marks.append(time.perf_counter())  # (DDP's all-reduce keeps the ranks in step)
     if rank == 0:
-        measured = args.steps - args.warmup
-        Path(result_file).write_text(json.dumps({"tokens_per_s": measured * global_batch * args.seq / seconds,
-                                                 "step_s": seconds / measured}))
+        Path(result_file).write_text(json.dumps(list(np.diff(marks))))
     if world > 1:
         dist.destroy_process_group()
 
 
-def run_plain(world: int, args, tokens: Path) -> dict:
+def run_plain(world: int, args, tokens: Path) -> list[float]:
+    """Seconds per window of `window` steps (the first one is warm-up)."""
     import socket
 
     import torch.multiprocessing as mp
@@ -138,7 +135,8 @@ def run_plain(world: int, args, tokens: Path) -> dict:
 # ---- ownlm train on Ray Train
 
 
-def run_ray(world: int, args, tokens: Path, work: Path) -> dict:
+def run_ray(world: int, args, tokens: Path, work: Path) -> tuple[list[float], float]:
+    """(Seconds per window of `window` steps, the first being warm-up; start-up seconds)."""
     from mlflow import MlflowClient
 
     from pipeline.config import load_config
@@ -148,24 +146,25 @@ def run_ray(world: int, args, tokens: Path, work: Path) -> dict:
     sets = [f"model.preset={args.preset}", f"model.max_seq_len={args.seq}", f"tokenize.seq_len={args.seq}",
             f"tracking.uri=sqlite:///{root}/mlflow.db", f"train.num_workers={world}",
             f"train.cpus_per_worker={args.threads}", f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
-            f"train.log_every={args.warmup}", f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}",
+            f"train.log_every={args.window}", f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}",
             "train.eval_batches=1", "train.warmup_steps=1", "train.lr=1e-3"]
     cfg = load_config(None, sets, root=str(root))
     client = MlflowClient(cfg.tracking_uri)
     run_id = client.create_run(client.create_experiment("bench")).info.run_id
-    start = time.perf_counter()
+    start = time.time()
     run_train(cfg, tokens, root / "model", root / "runs", f"bench-{world}", run_id=run_id)
-    wall = time.perf_counter() - start
-    # Rank 0 logs every `warmup` steps. Wall clock between the first log and the last one before the
-    # final validation: every step, log line, all-reduce and MLflow write of the loop in between.
-    logs = sorted(client.get_metric_history(run_id, "train/loss"), key=lambda m: m.step)
-    first, last = logs[0], logs[-2]
-    step_s = (last.timestamp - first.timestamp) / 1000 / (last.step - first.step)
-    # The loop's own step timing (steps only), for comparison.
-    windows = sorted(client.get_metric_history(run_id, "train/step_time_s"), key=lambda m: m.step)[1:]
-    return {"tokens_per_s": world * args.batch * args.seq / step_s, "step_s": step_s, "wall_s": wall,
-            "steps_only_step_s": float(np.mean([m.value for m in windows])),
-            "startup_s": wall - step_s * args.steps}
+    # Rank 0 logs every `window` steps; the last log also waited for the final validation.
+    logs = sorted(client.get_metric_history(run_id, "train/loss"), key=lambda m: m.step)[:-1]
+    windows = list(np.diff([m.timestamp / 1000 for m in logs]))
+    first_window = client.get_metric_history(run_id, "train/step_time_s")
+    first_window = min(first_window, key=lambda m: m.step).value * args.window
+    return [first_window] + windows, logs[0].timestamp / 1000 - start - first_window
+
+
+def pace(windows: list[float], tokens_per_window: int, steps_per_window: int) -> dict:
+    timed = windows[1:]  # the first window is warm-up
+    return {"best": tokens_per_window / min(timed), "mean": tokens_per_window / float(np.mean(timed)),
+            "best_step_s": min(timed) / steps_per_window}
 
 
 def main() -> None:
@@ -174,14 +173,14 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8, help="sequences per worker per step")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=10, help="steps not timed (also the Ray log window)")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--window", type=int, default=10, help="steps per timed window (also the Ray log interval)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
-    if args.steps % args.warmup or args.steps < 3 * args.warmup:
-        ap.error("--steps must be a multiple of --warmup and at least 3 of them (the Ray loop logs every "
-                 "--warmup steps; the first window is warm-up, the last holds the final validation)")
+    if args.steps % args.window or args.steps < 3 * args.window:
+        ap.error("--steps must be a multiple of --window and at least 3 windows (the first is warm-up, the "
+                 "last holds Ray's final validation)")
 
     import ray
 
@@ -193,30 +192,38 @@ def main() -> None:
 
     args.vocab = Tokenizer.from_file(tokens / "tokenizer.json").vocab_size
     ray.init(num_cpus=max(args.workers) * args.threads + 2, log_to_driver=False, configure_logging=False)
-    rows, final = [], {"bench": "train_overhead", "preset": args.preset, "seq_len": args.seq,
-                       "batch_per_worker": args.batch, "steps": args.steps, "warmup": args.warmup,
-                       "threads_per_process": args.threads, "cpu_count": os.cpu_count(),
-                       "machine": platform.processor() or platform.machine(),
-                       "load_avg_1m": round(os.getloadavg()[0], 2),
-                       "date": time.strftime("%Y-%m-%d")}
+    final = {"bench": "train_overhead", "preset": args.preset, "seq_len": args.seq, "batch_per_worker": args.batch,
+             "steps": args.steps, "window": args.window, "threads_per_process": args.threads,
+             "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+             "date": time.strftime("%Y-%m-%d"),
+             "load_avg_1m_start": round(os.getloadavg()[0], 2)}
+    rows = []
     for world in args.workers:
-        plain = run_plain(world, args, tokens)
-        ours = run_ray(world, args, tokens, work)
-        ratio = ours["tokens_per_s"] / plain["tokens_per_s"]
+        tokens_per_window = world * args.batch * args.seq * args.window
+        before = run_plain(world, args, tokens)
+        ours, startup = run_ray(world, args, tokens, work)
+        after = run_plain(world, args, tokens)
+        plain = pace(before + after[1:], tokens_per_window, args.window)  # both runs' timed windows
+        mine = pace(ours, tokens_per_window, args.window)
         suffix = "" if world == 1 else f"_{world}"
-        final.update({f"plain{suffix}_tokens_per_s": round(plain["tokens_per_s"]),
-                      f"ray{suffix}_tokens_per_s": round(ours["tokens_per_s"]),
-                      f"vs_plain_torch{suffix}": round(ratio, 3), f"ray_startup{suffix}_s": round(ours["startup_s"], 1)})
-        rows.append((f"plain torch, {world} process(es)", plain["tokens_per_s"], plain["step_s"], ""))
-        rows.append((f"ownlm train (Ray Train), {world} worker(s)", ours["tokens_per_s"], ours["step_s"],
-                     f"{ratio:.3f}"))
-        print(f"[bench] {world} worker(s): plain {plain['tokens_per_s']:,.0f} tok/s, ray {ours['tokens_per_s']:,.0f} "
-              f"tok/s (start-up {ours['startup_s']:.1f}s)", flush=True)
+        final.update({
+            f"plain{suffix}_tokens_per_s": round(plain["best"]), f"ray{suffix}_tokens_per_s": round(mine["best"]),
+            f"vs_plain_torch{suffix}": round(mine["best"] / plain["best"], 3),
+            f"plain{suffix}_mean_tokens_per_s": round(plain["mean"]),
+            f"ray{suffix}_mean_tokens_per_s": round(mine["mean"]),
+            f"vs_plain_torch{suffix}_mean": round(mine["mean"] / plain["mean"], 3),
+            f"ray_startup{suffix}_s": round(startup, 1)})
+        rows.append((f"plain torch, {world} process(es)", plain, ""))
+        rows.append((f"ownlm train (Ray Train), {world} worker(s)", mine,
+                     f"{mine['best'] / plain['best']:.3f} ({mine['mean'] / plain['mean']:.3f})"))
+        print(f"[bench] {world} worker(s): plain {plain['best']:,.0f} tok/s, ours {mine['best']:,.0f} tok/s "
+              f"(best windows; start-up {startup:.1f}s)", flush=True)
     ray.shutdown()
-    print("\n| variant | tokens/s | step s | vs plain |\n|---|---|---|---|")
-    for name, tok_s, step_s, ratio in rows:
-        print(f"| {name} | {tok_s:,.0f} | {step_s:.3f} | {ratio} |")
     final["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    print("\n| variant | tokens/s (best window) | tokens/s (mean) | step s (best) | vs plain: best (mean) |")
+    print("|---|---|---|---|---|")
+    for name, p, ratio in rows:
+        print(f"| {name} | {p['best']:,.0f} | {p['mean']:,.0f} | {p['best_step_s']:.3f} | {ratio} |")
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_overhead.json").write_text(json.dumps(final, indent=2))

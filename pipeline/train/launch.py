@@ -63,7 +63,9 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
     from ray.train.torch import TorchTrainer
 
     job = build_job(cfg, tokens_dir, run_id)
-    storage = cfg.train.storage_path or str(Path(storage_dir).resolve())
+    storage = cfg.train.storage_path or str(storage_dir)
+    if "://" not in storage:  # a local folder (Ray Train wants it absolute)
+        storage = str(Path(storage).expanduser().resolve())
     trainer = TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job),
                            scaling_config=scaling_config(cfg.train),
                            run_config=run_config(cfg.train, run_name, storage))

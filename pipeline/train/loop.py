@@ -133,6 +133,7 @@ class Trainer:
                 self.progress = Progress.from_dict(state)
         self.logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
         self.fault = KillWorker.from_env()
+        self._eta: float | None = None
 
     # ---- the loop ----
 
@@ -232,7 +233,7 @@ class Trainer:
     def _log(self, metrics: dict) -> None:
         if not metrics or self.rank != 0:
             return
-        eta = getattr(self, "_eta", None) if "train/loss" in metrics else None
+        eta = self._eta if "train/loss" in metrics else None
         print(progress_line(self.progress.step, self.total_steps, metrics, eta), flush=True)
         self.logger.log(metrics, step=self.progress.step)
 
