@@ -121,3 +121,15 @@ def test_the_cluster_launcher_starts_every_node_with_token_auth():
     for command in launcher["head_start_ray_commands"][1:] + launcher["worker_start_ray_commands"][1:]:
         assert command.startswith("RAY_AUTH_MODE=token ") and "ray start" in command
     assert "~/.ray/auth_token" in launcher["file_mounts"]
+
+
+def test_compile_is_in_place_and_keeps_the_checkpoint_keys():
+    from model.config import get_preset
+    from model.transformer import Transformer
+    from pipeline.train.parallel import parallelize
+
+    plain = Transformer(get_preset("debug"))
+    model = parallelize(Transformer(get_preset("debug")), strategy="ddp", device=torch.device("cpu"), world=1,
+                        dtype=None, compile=True)
+    assert model._compiled_call_impl is not None  # nn.Module.compile: the module itself, not a wrapper
+    assert list(model.state_dict()) == list(plain.state_dict())
