@@ -66,6 +66,11 @@ def _fully_shard(model, *, device, world, dtype, compile, cpu_offload):
         fully_shard(block, reshard_after_forward=i < last, **common)
     # The root group holds what no block owns: embeddings, final norm, output head (tied or not).
     fully_shard(model, **common)
+    if cpu_offload:
+        # Offloading manages parameters only; buffers (the RoPE tables) must sit where compute runs.
+        for module in model.modules():
+            for name, buffer in module.named_buffers(recurse=False):
+                module._buffers[name] = buffer.to(device)
     return model
 
 
