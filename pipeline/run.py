@@ -23,7 +23,7 @@ def do_sample(ctx: Context) -> dict:
 def do_curate(ctx: Context) -> dict:
     from pipeline.curate.stage import run_curate
 
-    report = run_curate(ctx.cfg, ctx.layout.curated)
+    report = run_curate(ctx.cfg, ctx.layout.curated, progress=lambda line: print(f"   {line}", flush=True))
     out = report.get("output", {})
     metrics = {"curate/docs_out": out.get("docs", 0), "curate/bytes_out": out.get("bytes", 0)}
     metrics.update({f"curate/rejects/{reason}": n for reason, n in report.get("rejects", {}).items()})

@@ -82,9 +82,10 @@ class FileRef:
     cfg: ReadConfig
 
     def row(self, text: str, locator: str, reason: str = KEPT, raw: int | None = None, own_id=None,
-            **meta) -> dict:
-        """A document row of this file (meta gets `path`; the id is the record's own or derived)."""
-        meta = {**meta, "path": self.rel}
+            fields: dict | None = None, **meta) -> dict:
+        """A document row of this file: `fields` (a record's own, any names) and `meta` go into `meta`,
+        with `path` (ours win); the id is the record's own or derived from the locator."""
+        meta = {**(fields or {}), **meta, "path": self.rel}
         own = str(own_id) if own_id not in (None, "") else None
         return {"id": own or doc_id(self.source.name, locator), "text": text, "source": self.source.name,
                 "kind": self.source.kind, "meta": dump_meta(meta), "reason": reason, "_loc": locator,
@@ -148,7 +149,7 @@ def record_row(ref: FileRef, rec: dict, locator: str, raw: int, **position) -> d
         text = "" if text is None else json.dumps(text, default=str)
     if raw > ref.cfg.max_doc_bytes:
         reason, text = "too_large", ""
-    return ref.row(text, locator, reason, raw, own_id, **rec, **position)
+    return ref.row(text, locator, reason, raw, own_id, fields=rec, **position)
 
 
 def read_jsonl(ref: FileRef) -> Iterator[dict]:

@@ -117,13 +117,16 @@ class WorkDir:
         plan.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
 
 
-def run_curate(cfg: Config, output_dir: Path, inputs: list[SourceConfig] | None = None) -> dict:
+def run_curate(cfg: Config, output_dir: Path, inputs: list[SourceConfig] | None = None,
+               progress: Callable[[str], None] | None = None) -> dict:
     """Curate `inputs` (default: `cfg.data.sources`) into `output_dir`; returns the report.
 
     Writes `part-*.parquet` (id, text, source, kind, meta), `rejects/part-*.parquet` (the same
     plus reason), `report.json` and `report.html`. Raises CurateError for a missing or empty
-    source, an unreadable evaluation file, or a corpus with nothing left.
+    source, an unreadable evaluation file, or a corpus with nothing left. `progress` receives
+    one line per finished pass.
     """
+    say = progress or (lambda line: None)
     start = time.perf_counter()
     c = cfg.curate
     sources = list(cfg.data.sources if inputs is None else inputs)
@@ -139,14 +142,19 @@ def run_curate(cfg: Config, output_dir: Path, inputs: list[SourceConfig] | None 
     try:
         wall: dict[str, float] = {}
         t = time.perf_counter()
+        say(f"clean: {len(specs)} shards of {len(sources)} source(s)...")
         clean = _clean(specs, c, index, work)
         wall["clean"] = time.perf_counter() - t
+        say(f"clean: done in {wall['clean']:.1f} s ({clean['reused']} shard(s) kept from an interrupted run)")
         t = time.perf_counter()
         dedup = _dedup(specs, c, work)
         wall["dedup"] = time.perf_counter() - t
+        found = ", ".join(f"{k} {v['duplicates']}" for k, v in dedup.stats.items() if isinstance(v, dict))
+        say(f"dedup: done in {wall['dedup']:.1f} s ({found or 'off'})")
         t = time.perf_counter()
         finished = _finish(specs, c, dedup, work)
         wall["finish"] = time.perf_counter() - t
+        say(f"finish: done in {wall['finish']:.1f} s")
         report = _report(sources, files, specs, c, index, clean, dedup, finished, wall, output_dir,
                          time.perf_counter() - start)
         (work.final / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -114,7 +114,7 @@ def test_near_duplicates_are_found_through_ray(curated):
             found += 1
     assert found >= 4
     fuzzy = curated["report"]["dedup"]["fuzzy"]
-    assert (fuzzy["bands"], fuzzy["rows"]) == (9, 13) and fuzzy["verified_pairs"] >= found
+    assert (fuzzy["bands"], fuzzy["rows"]) == (14, 9) and fuzzy["verified_pairs"] >= found
     assert fuzzy["duplicates"] == curated["report"]["rejects"]["near_duplicate"]
 
 

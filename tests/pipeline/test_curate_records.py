@@ -84,7 +84,7 @@ def test_jsonl_corrupt_lines_become_rejects_not_errors(tmp_path):
         b'',
         b'{"id": "p4", "body": "no text field"}',
         b'{"text": "caf\xe9"}',
-        b'{"text": "no id here"}',
+        b'{"text": "no id here", "reason": "theirs", "raw": 1, "path": "theirs", "line": 0}',
     ]) + b"\n")
     rows = rows_of(SourceConfig(name="forum", format="jsonl", path=str(tmp_path)), tmp_path)
     assert [r["reason"] for r in rows] == ["", "malformed_json", "malformed_json", "missing_text", "invalid_utf8", ""]
@@ -94,6 +94,7 @@ def test_jsonl_corrupt_lines_become_rejects_not_errors(tmp_path):
     assert rows[1]["id"] == doc_id("forum", "posts.jsonl:2") and rows[1][RAW_BYTES] == 29
     assert rows[4]["text"] == '{"text": "caf\ufffd"}'
     assert rows[5]["id"] == doc_id("forum", "posts.jsonl:7")  # blank lines keep their numbers
+    assert json.loads(rows[5]["meta"]) == {"reason": "theirs", "raw": 1, "path": "posts.jsonl", "line": 7}
 
 
 def lines(n: int) -> bytes:
@@ -314,6 +315,7 @@ def test_minhash_is_datasketch_and_lsh_params_come_from_its_optimizer():
     true = jaccard(sa, sb)
     assert 0.7 < true < 1 and abs(ma.jaccard(minhash(sb, 128, 1)) - true) < 0.15
     assert lsh_params(0.8, 128, 0.5) == _optimal_param(0.8, 128, 0.5, 0.5) == (9, 13)
+    assert lsh_params(0.8, 128, 0.1) == (14, 9)  # the default leans to recall (verification follows)
     assert shingle_hashes("Two words", 5).shape == (1,) and shingle_hashes("", 5).shape == (0,)
     assert np.array_equal(shingle_hashes("Hello, WORLD again and again!", 2), shingle_hashes("hello world again and again", 2))
 
