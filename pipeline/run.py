@@ -36,7 +36,7 @@ def do_curate(ctx: Context) -> dict:
     for name in ("report.json", "report.html"):
         ctx.tracker.log_artifact(ctx.layout.curated / name, "curate")
     print(f"   kept {out.get('docs', 0):,} documents ({out.get('bytes', 0) / 1e6:.1f} MB); rejects: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(report.get("rejects", {}).items())), flush=True)
+          + (", ".join(f"{k} {v}" for k, v in sorted(report.get("rejects", {}).items())) or "none"), flush=True)
     print(f"   report: {ctx.layout.curated / 'report.html'}", flush=True)
     return {"output": out, "rejects": report.get("rejects", {})}
 

@@ -8,8 +8,9 @@ every numeric kind is checked beyond its shape:
     phone          with separators ("555-555-0199", "(555) 555-0142", "+44 20 7946 0958"), 10-15
                    digits (E.164); a bare run of digits is far more often an id or a constant
     ip_address     IPv4 and IPv6 that `ipaddress` accepts; by default public (global) ones only,
-                   and IPv6 only in the global unicast range 2000::/3 with 3 or more groups, so
-                   that slices like `a[1::2]` stay code
+                   IPv4 not after "section", "version" and the like (section 8.2.4.36), and IPv6
+                   only in the global unicast range 2000::/3 with 3 or more groups, so that
+                   slices like `a[1::2]` stay code
     credit_card    13-19 digits (optionally in groups), a known issuer prefix, and the Luhn checksum
     iban           country code, check digits, the country's registered length and the ISO 13616
                    mod-97 checksum
@@ -79,7 +80,7 @@ _NANP_TAIL = re.compile(r"\d{3}[ .\-]\d{4}")  # in every NANP number; found much
 # What may not touch a match on either side (a match glued to these is part of something longer).
 _GLUE_BEFORE = {
     "email": re.compile(r"[\w.+\-]$"), "card": re.compile(r"[\d.\-/]$"), "ssn": re.compile(r"[\d\-]$"),
-    "ipv4": re.compile(r"[\w.]$"), "ipv6": re.compile(r"[\w:.]$"), "phone": re.compile(r"[\w+.\-/:]$"),
+    "ipv4": re.compile(r"[\w.\-]$"), "ipv6": re.compile(r"[\w:.]$"), "phone": re.compile(r"[\w+.\-/:]$"),
 }
 _GLUE_AFTER = {
     "card": re.compile(r"\d|[.\-/]\d"), "ssn": re.compile(r"\d|-\d"), "ipv4": re.compile(r"\w|\.\d"),
@@ -155,6 +156,16 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
+_NUMBERING = re.compile(r"(?:section|sect?\.|§|chapter|clause|paragraph|figure|fig\.|table|step|rule|version|"
+                       r"release|rfc\s?\d+#section)\W{0,2}$", re.IGNORECASE)
+
+
+def numbering(m: re.Match) -> bool:
+    """Whether the dotted number `m` follows a word like "section" or "version" (section 8.2.4.36 is
+    a place in a document, not a host)."""
+    return _NUMBERING.search(m.string, max(0, m.start() - 24), m.start()) is not None
+
+
 def ip_ok(candidate: str, public_only: bool) -> bool:
     try:
         ip = ipaddress.ip_address(candidate)
@@ -228,7 +239,8 @@ def redactors(cfg: PiiConfig) -> list[tuple[str, Callable[[str], tuple[str, int]
         ("us_ssn", _checked(_SSN, PLACEHOLDERS["us_ssn"], lambda m: _bounded("ssn", m) and ssn_ok(*m.group().split("-"))),
          lambda t: "-" in t),
         ("ip_address", _checked(_IPV4, PLACEHOLDERS["ip_address"],
-                                lambda m: _bounded("ipv4", m) and ip_ok(m.group(), public)), lambda t: "." in t),
+                                lambda m: _bounded("ipv4", m) and not numbering(m) and ip_ok(m.group(), public)),
+         lambda t: "." in t),
         ("ip_address", _checked(_IPV6, PLACEHOLDERS["ip_address"],
                                 lambda m: _bounded("ipv6", m) and ip_ok(m.group(), public)),
          lambda t: "::" in t or t.count(":") >= 7),

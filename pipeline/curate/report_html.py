@@ -52,12 +52,13 @@ def render_html(report: dict) -> str:
                          ("output documents", _n(out["docs"])), ("output bytes", _mb(out["bytes"])),
                          ("documents kept", f"{kept_share:.0%}"), ("rejected rows", _n(report["rejected"]["docs"]))):
         parts.append(f"<div class=card>{label}<b>{value}</b></div>")
-    parts.append("</div><h2>Kept after each step</h2><table><tr><th>step</th><th>documents</th><th></th>"
+    parts.append("</div><h2>Kept after each step</h2><p class=muted>input: every record read, rejects included; "
+                 "each step: the documents and bytes still in after it</p><table><tr><th>step</th><th>documents</th><th></th>"
                  "<th>bytes</th><th></th></tr>")
     steps = report["steps"]
     top_docs = max([inp["docs"]] + [s["docs"] for s in steps.values()]) or 1
     top_bytes = max([inp["bytes"]] + [s["bytes"] for s in steps.values()]) or 1
-    for name, s in steps.items():
+    for name, s in [("input", inp), *steps.items()]:
         parts.append(f"<tr><td>{escape(name)}</td><td class=n>{_n(s['docs'])}</td><td>{_bar(s['docs'], top_docs)}</td>"
                      f"<td class=n>{_mb(s['bytes'])}</td><td>{_bar(s['bytes'], top_bytes, 'b')}</td></tr>")
     parts.append("</table>")

@@ -165,17 +165,17 @@ def infer_source(path: str, taken_names: set[str] = frozenset()) -> SourceConfig
     or the files a folder holds), name from the last path part. A folder of mixed files is code."""
     lowered = path.lower().rstrip("/")
     fmt, kind = _by_suffix(lowered)
-    if fmt is None and "://" not in path and os.path.isdir(os.path.expanduser(path)):
+    if fmt is None:
+        files = _folder_files(path)
         counts: dict[tuple[str, str], int] = {}
-        for root, _, files in os.walk(os.path.expanduser(path)):
-            for f in files:
-                found = _by_suffix(f.lower())
-                if found[0]:
-                    counts[found] = counts.get(found, 0) + 1
-        total = sum(len(files) for _, _, files in os.walk(os.path.expanduser(path)))
+        for rel in files:
+            found = _by_suffix(rel.lower())
+            if found[0]:
+                counts[found] = counts.get(found, 0) + 1
         best = max(counts, key=counts.get) if counts else None
-        # A folder whose files are all one data format is that format; anything else is a source tree.
-        fmt, kind = best if best and counts[best] == total else ("code", "code")
+        # A folder whose (visible) files are all one data format is that format; anything else is a source tree.
+        if best and counts[best] == len(files):
+            fmt, kind = best
     if fmt is None:
         fmt, kind = "code", "code"
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", lowered.rsplit("/", 1)[-1].split("*")[0]).strip("-.") or "input"
@@ -183,6 +183,22 @@ def infer_source(path: str, taken_names: set[str] = frozenset()) -> SourceConfig
     while name in taken_names:
         name, i = f"{base}-{i}", i + 1
     return SourceConfig(name=name, kind=kind, format=fmt, path=path)
+
+
+def _folder_files(path: str) -> list[str]:
+    """Visible files under `path` (relative), if it is a folder on a filesystem pyarrow can open."""
+    try:
+        if "://" in path:
+            fs, root = pafs.FileSystem.from_uri(path)
+        else:
+            fs, root = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+        if fs.get_file_info(root).type != pafs.FileType.Directory:
+            return []
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except (OSError, ValueError):
+        return []
+    rels = [i.path[len(root.rstrip("/")) + 1:] for i in infos if i.type == pafs.FileType.File]
+    return [rel for rel in rels if not _hidden(rel)]
 
 
 def _by_suffix(lowered: str) -> tuple[str | None, str | None]:

@@ -294,6 +294,8 @@ def test_input_paths_get_format_and_kind_from_their_extension(tmp_path):
     assert got == [("warc", "web"), ("jsonl", "web"), ("pdf", "paper"), ("text", "prose"), ("code", "code"),
                    ("parquet", "web")]
     assert infer_source("/x/books", {"books"}).name == "books-2"
+    (tmp_path / "books" / ".DS_Store").write_bytes(b"\x00")  # hidden files do not make a folder "mixed"
+    assert infer_source(f"file://{tmp_path / 'books'}").format == "text"
 
 
 # ---------------------------------------------------------------- MinHash and dedup grouping

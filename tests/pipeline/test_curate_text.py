@@ -175,7 +175,8 @@ def test_secrets_keep_their_context():
     "/usr/lib/555-555-0199.so", "v1.2.3-555-555", "'+3.140000; -3.140000'", "a = [+1, 2, 3, 4, 5, 6, 7, 8, 9, 10]",
     "OID 1.2.840.113549.1.1.1", "uuid 123e4567-e89b-12d3-a456-426614174000", "4111111111111112 (bad Luhn)",
     "GB82 WEST 1234 5698 7654 33 (bad checksum)", "000-12-3456", "666-12-3456", "the bearer of bad news",
-    "AKIA is a key prefix", "version 1.2.3.4.5",
+    "AKIA is a key prefix", "version 1.2.3.4.5", "https://tools.ietf.org/html/rfc7231#section-7.1.1.1",
+    "the HTML 5 spec, section 8.2.4.36, says", "Version 4.1.2.3 fixed it", "see §12.3.4.5",
 ])
 def test_versions_dates_private_ips_and_code_are_not_redacted(text):
     assert redact(text) == (text, {})
