@@ -74,12 +74,18 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
     except TrainingFailedError as e:
         raise TrainError(f"training failed (run {run_name} in {storage}; rerun to resume from its last "
                          f"checkpoint): {e}") from e
+    return finish(result, cfg.train.final_checkpoint, output_dir, where=f"run {run_name} in {storage}")
+
+
+def finish(result, which: str, output_dir: Path, where: str = "the run") -> dict:
+    """From a finished run's `ray.train.Result`: raise on a non-finite stop, export the chosen
+    checkpoint to output_dir, and return the metrics (rank 0's last, plus `final/*`)."""
     summary = result.return_value or {}
     if summary.get("stopped") == STOP_NON_FINITE:
         raise TrainError(summary["error"])
-    chosen = choose_checkpoint(result, cfg.train.final_checkpoint)
+    chosen = choose_checkpoint(result, which)
     if chosen is None:
-        raise TrainError(f"training finished without a checkpoint (run {run_name} in {storage})")
+        raise TrainError(f"training finished without a checkpoint ({where})")
     checkpoint, chosen_metrics = chosen
     with checkpoint.as_directory() as ckpt_dir:
         export_model(ckpt_dir, output_dir)

@@ -208,3 +208,71 @@ def test_validation_skips_a_batch_with_nothing_to_predict(tokens, tmp_path):
     manifest.splits["val"]["rows"] += 1
     manifest.write(tmp_path / "tokens")
     assert val_loss(len(rows)) == pytest.approx(clean, rel=1e-9)
+
+
+def test_the_best_or_the_last_checkpoint_becomes_the_model_and_divergence_is_an_error(tokens, tmp_path):
+    from types import SimpleNamespace
+
+    from ray.train import Checkpoint
+
+    from model.checkpoint import load_train_state
+    from pipeline.train.launch import TrainError, finish
+
+    session = LocalSession(tmp_path / "ckpt")
+    summary = Trainer(make_job(tokens, tmp_path, max_steps=6, checkpoint_every=2), session).fit()
+    kept = [(Checkpoint.from_directory(str(ckpt)), m) for m, ckpt in session.reports if ckpt is not None]
+    assert [m["step"] for _, m in kept] == [2, 4, 6]
+    kept[1][1]["val/loss"] = -1.0  # pretend step 4 validated best
+    result = SimpleNamespace(return_value=summary, best_checkpoints=kept, checkpoint=kept[-1][0],
+                             metrics=kept[-1][1])
+    best = finish(result, "best", tmp_path / "best")
+    assert best["final/step"] == 4 and best["step"] == 6 and load_train_state(tmp_path / "best")["step"] == 4
+    last = finish(result, "last", tmp_path / "last")
+    assert last["final/step"] == 6 and load_train_state(tmp_path / "last")["step"] == 6
+    load_model(tmp_path / "best")
+    diverged = SimpleNamespace(**{**vars(result), "return_value": {"stopped": STOP_NON_FINITE, "error": "boom at 3"}})
+    with pytest.raises(TrainError, match="boom at 3"):
+        finish(diverged, "best", tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A gloo process group of one rank in this process: what FSDP2 needs to shard, even across one."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_fsdp2_distributed_checkpoint_resumes_exactly_and_exports(tokens, tmp_path, one_rank_group):
+    from pipeline.train.checkpoints import is_distributed_checkpoint
+
+    job = make_job(tokens, tmp_path, strategy="fsdp2", checkpoint_every=2)
+    straight = LocalSession(tmp_path / "straight")
+    run = Trainer(job, straight)
+    run.fit()
+    first = straight.checkpoints()[0]
+    assert is_distributed_checkpoint(first) and (first / "dcp" / ".metadata").is_file()
+    assert not (first / "model.safetensors").exists()  # nothing gathered into one file while training
+    (tmp_path / "resumed").mkdir()
+    import shutil
+
+    shutil.copytree(first, tmp_path / "resumed" / "checkpoint_0")
+    again = Trainer(job, LocalSession(tmp_path / "resumed"))
+    assert again.progress.step == 2
+    again.fit()
+
+    def full(trainer):
+        return {k: v.full_tensor() for k, v in trainer.model.state_dict().items()}
+
+    for name, w in full(run).items():
+        torch.testing.assert_close(full(again)[name], w, rtol=0, atol=0)
+    # exported as a plain checkpoint: the same weights, loadable by model/ alone
+    from pipeline.train.checkpoints import export_model
+
+    export_model(straight.checkpoints()[-1], tmp_path / "model")
+    model, _ = load_model(tmp_path / "model")
+    for name, w in full(run).items():
+        torch.testing.assert_close(model.state_dict()[name], w, rtol=0, atol=0)
