@@ -162,10 +162,11 @@ def read_jsonl(ref: FileRef) -> Iterator[dict]:
             try:
                 chunk = read_chunk(f, 4 << 20)
             except READ_ERRORS as e:
-                # The bytes after the last newline are a record cut off by the truncation: the reject keeps them.
-                yield ref.reject("truncated", at="truncated", raw=len(rest),
-                                 text=rest.decode("utf-8", "replace")[:10_000], error=f"{type(e).__name__}: {e}",
-                                 line=number + 1)
+                # EOFError: the file was cut short, and the bytes after the last newline are a record cut
+                # off by it (the reject keeps them); anything else: the stream cannot be read on.
+                reason = "truncated" if isinstance(e, EOFError) else "read_error"
+                yield ref.reject(reason, at=reason, raw=len(rest), text=rest.decode("utf-8", "replace")[:10_000],
+                                 error=f"{type(e).__name__}: {e}", line=number + 1)
                 return
             if not chunk:
                 break

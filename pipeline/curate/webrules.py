@@ -33,7 +33,7 @@ def c4_clean(text: str, cfg: C4Config, bad_words: frozenset[str] = frozenset()) 
                 kept.append("")  # a paragraph break
             continue
         words = line.split()
-        if any(len(w) > cfg.max_word_length for w in words):
+        if len(line) > cfg.max_word_length and max(map(len, words)) > cfg.max_word_length:
             continue
         if cfg.remove_citations:
             line = _CITATION.sub("", line)
