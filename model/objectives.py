@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model.transformer import lm_loss
 
 IGNORE_INDEX = -100
 
@@ -38,7 +37,10 @@ def causal_lm_terms(model, rows: torch.Tensor, pad_id: int) -> tuple[torch.Tenso
     """Autoregressive: predict every next token from the ones before it."""
     inputs, targets = shift_for_next_token(rows, pad_id)
     count = (targets != IGNORE_INDEX).sum()
-    return lm_loss(model(inputs), targets, ignore_index=IGNORE_INDEX) * count, count
+    # A sum, not mean * count: a batch whose targets are all padding adds 0, not NaN.
+    total = F.cross_entropy(model(inputs).float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX,
+                            reduction="sum")
+    return total, count
 
 
 def mask_tokens(

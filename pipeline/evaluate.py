@@ -75,6 +75,14 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
     tokenizer = load_tokenizer(model_dir)
     metrics: dict[str, float] = {}
     results: dict = {}
+    if model.cfg.family == "masked":
+        # Next-token likelihood (perplexity, lm-eval's loglikelihood tasks) is undefined for a
+        # bidirectional encoder: score what it was trained for, the masked-token loss, instead.
+        if tokens_dir is not None:
+            metrics["eval/masked_lm_loss"] = masked_lm_loss(model, tokens_dir, cfg.batch_size, cfg.max_batches)
+        print("   masked family: perplexity and lm-eval tasks skipped (they need next-token likelihood); "
+              "reporting eval/masked_lm_loss", flush=True)
+        cfg = cfg.model_copy(update={"perplexity": False, "tasks": []})
     if cfg.perplexity and tokens_dir is not None:
         from evaluation.perplexity import perplexity
         from pipeline.packed import Manifest
@@ -120,6 +128,24 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({"metrics": metrics, **results}, indent=2, default=str))
     return {"metrics": metrics, **results}
+
+
+def masked_lm_loss(model, tokens_dir: Path, batch_size: int, max_batches: int | None) -> float:
+    """Mean loss per masked token on the val split, with a fixed seed so reruns score the same masks."""
+    import torch
+
+    from model.objectives import loss_terms
+
+    split = PackedSplit(tokens_dir, "val")
+    generator = torch.Generator().manual_seed(0)
+    total = count = 0.0
+    with torch.no_grad():
+        for rows in split.batches(batch_size, max_batches):
+            loss_sum, n = loss_terms(model, torch.as_tensor(rows, dtype=torch.long), family="masked",
+                                     pad_id=split.pad_id, mask_id=model.cfg.mask_id, generator=generator)
+            total += float(loss_sum)
+            count += float(n)
+    return total / max(count, 1.0)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

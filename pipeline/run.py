@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 
 from pipeline.config import Config
 from pipeline.layout import Layout
@@ -69,10 +68,9 @@ def do_train(ctx: Context) -> dict:
 
     # Named by the stage fingerprint: an interrupted run with the same inputs resumes its checkpoints.
     run_name = "train-" + ctx.fingerprint[:12]
-    if ctx.forced:  # forced means start over, not resume the run's last checkpoint
-        shutil.rmtree(ctx.layout.train_runs / run_name, ignore_errors=True)
+    # Forced means start over, not resume the run's last checkpoint.
     metrics = run_train(ctx.cfg, ctx.layout.tokens, ctx.layout.model, ctx.layout.train_runs,
-                        run_name=run_name, run_id=ctx.tracker.run_id)
+                        run_name=run_name, run_id=ctx.tracker.run_id, fresh=ctx.forced)
     ctx.tracker.log_artifact(ctx.layout.model, "checkpoint")
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 

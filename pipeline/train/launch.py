@@ -50,14 +50,14 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
 
 
 def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path, run_name: str,
-              run_id: str | None = None) -> dict:
+              run_id: str | None = None, fresh: bool = False) -> dict:
     """Train with Ray Train; export the final checkpoint to output_dir. Returns the last metrics
     logged (rank 0), with `final/step` and `final/val_loss` of the checkpoint kept as the model.
 
     The Ray Train run is named by the caller (from the stage fingerprint): rerunning an interrupted
     `ownlm train` with the same inputs and config finds the run in storage and resumes from its
     latest checkpoint. Within a run, Ray Train restarts failed workers from the last checkpoint
-    (`train.max_failures`).
+    (`train.max_failures`). `fresh` deletes the run's earlier checkpoints first (a forced rerun).
     """
     from ray.train import TrainingFailedError
     from ray.train.torch import TorchTrainer
@@ -66,6 +66,8 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
     storage = cfg.train.storage_path or str(storage_dir)
     if "://" not in storage:  # a local folder (Ray Train wants it absolute)
         storage = str(Path(storage).expanduser().resolve())
+    if fresh:
+        delete_run(storage, run_name)
     trainer = TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job),
                            scaling_config=scaling_config(cfg.train),
                            run_config=run_config(cfg.train, run_name, storage))
@@ -75,6 +77,16 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
         raise TrainError(f"training failed (run {run_name} in {storage}; rerun to resume from its last "
                          f"checkpoint): {e}") from e
     return finish(result, cfg.train.final_checkpoint, output_dir, where=f"run {run_name} in {storage}")
+
+
+def delete_run(storage: str, run_name: str) -> None:
+    """Remove a run's folder (local or any pyarrow filesystem URI) so the next fit starts over."""
+    import pyarrow.fs as pafs
+
+    fs, base = pafs.FileSystem.from_uri(storage) if "://" in storage else (pafs.LocalFileSystem(), storage)
+    path = f"{base.rstrip('/')}/{run_name}"
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
 
 
 def finish(result, which: str, output_dir: Path, where: str = "the run") -> dict:
