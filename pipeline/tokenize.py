@@ -187,7 +187,9 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     results = ds.map_batches(
         TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
         fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
-        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors), num_cpus=1,
+        # The pool grows from one actor, so the Parquet read tasks always find a CPU: a fixed pool
+        # that takes every CPU starves the reads feeding it and waits forever.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_actors), num_cpus=1,
         # One Rust thread per actor: parallelism comes from the actor pool, and tokenizers' own
         # thread pool would otherwise start one thread per core in every actor.
         runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}},
