@@ -300,6 +300,9 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    from pipeline.raysession import tune_ray_data_for_local_files
+
+    tune_ray_data_for_local_files()  # as `ownlm curate` does when it starts Ray
     ray.init(num_cpus=args.cores, log_to_driver=False, configure_logging=False, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:

@@ -113,7 +113,7 @@ class TokenizeConfig(Section):
     val_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     """Share of documents, chosen by a hash of their id, held out for validation."""
     batch_size: int = Field(default=256, ge=1)
-    """Documents per Ray Data batch."""
+    """Documents per Ray Data block and batch: one actor call tokenizes and packs this many."""
     num_actors: int = Field(default=2, ge=1)
     """Tokenizer actors (each loads the tokenizer once)."""
 

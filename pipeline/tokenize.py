@@ -184,12 +184,15 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     tmp.mkdir(parents=True)
 
     ds = ray.data.read_parquet(curated_files(curated_dir)).select_columns(["id", "text", "source"])
+    # A Parquet file arrives as one block, and a block goes to one actor: without a split, one
+    # large curated shard would be tokenized by a single actor while the others idle. Streaming
+    # repartition (no shuffle, no barrier) cuts blocks down to one batch each.
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
     results = ds.map_batches(
         TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
         fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
-        # The pool grows from one actor, so the Parquet read tasks always find a CPU: a fixed pool
-        # that takes every CPU starves the reads feeding it and waits forever.
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.num_actors), num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(min_size=_pool_floor(cfg.num_actors), max_size=cfg.num_actors),
+        num_cpus=1,
         # One Rust thread per actor: parallelism comes from the actor pool, and tokenizers' own
         # thread pool would otherwise start one thread per core in every actor.
         runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}},
@@ -220,6 +223,18 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     return manifest
+
+
+def _pool_floor(num_actors: int) -> int:
+    """Actors to start at once: all of them when a CPU stays free for the Parquet reads.
+
+    A pool that takes every CPU starves the read tasks feeding it and waits forever; a pool that
+    grows from one actor loses seconds to scaling up, which on a small corpus is most of the run.
+    """
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, min(num_actors, cpus - 1))
 
 
 def _finish_source(batches: list[dict], out: Path, folder: str, row_len: int, pad_id: int, dtype) -> dict:

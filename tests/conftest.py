@@ -22,6 +22,9 @@ def ray_session():
 
     if not ray.is_initialized():
         # The dashboard serves the state API that Ray Train's controller polls.
+        from pipeline.raysession import tune_ray_data_for_local_files
+
+        tune_ray_data_for_local_files()  # as the CLI's own local instance
         ray.init(num_cpus=4, log_to_driver=False, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
