@@ -41,6 +41,12 @@ class ModelConfig:
     """Longest sequence (prompt + generated) the model sees; sizes the RoPE tables."""
     rope_theta: float = 10000.0
     """Base of the rotary frequencies (Su et al. 2021); Llama 3 uses 500000 for long context."""
+    rope_scaling: dict[str, float] | None = None
+    """Llama 3.1's context extension of RoPE (Hugging Face rope_type "llama3"), as a dict of
+    `factor`, `low_freq_factor`, `high_freq_factor` and `original_max_position_embeddings`:
+    frequencies whose wavelength exceeds the original context / low_freq_factor are divided by
+    `factor`, those shorter than original / high_freq_factor are kept, and the band between is
+    interpolated. None: plain RoPE. Imported Llama 3.1+ checkpoints carry it."""
     norm_eps: float = 1e-5
     """Epsilon inside RMSNorm's square root."""
     tie_embeddings: bool = False
@@ -116,6 +122,7 @@ class ModelConfig:
         if self.mask_id is not None and (not isinstance(self.mask_id, int) or isinstance(self.mask_id, bool)
                                          or not 0 <= self.mask_id):
             out.append(f"mask_id must be a token id (an integer >= 0) or null, got {self.mask_id!r}")
+        out += _rope_scaling_problems(self.rope_scaling)
         if out:
             return out  # the shape checks below need well-typed, positive sizes
 
@@ -168,6 +175,22 @@ class ModelConfig:
         if missing:
             raise ValueError(f"ModelConfig is missing required keys {missing}")
         return cls(**d)
+
+
+ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def _rope_scaling_problems(scaling: Any) -> list[str]:
+    if scaling is None:
+        return []
+    if not isinstance(scaling, dict) or set(scaling) != set(ROPE_SCALING_KEYS):
+        return [f"rope_scaling must be null or a dict of exactly {', '.join(ROPE_SCALING_KEYS)}, got {scaling!r}"]
+    bad = [k for k, v in scaling.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0]
+    if bad:
+        return [f"rope_scaling {', '.join(bad)} must be positive numbers, got {scaling!r}"]
+    if not scaling["high_freq_factor"] > scaling["low_freq_factor"]:
+        return [f"rope_scaling high_freq_factor must exceed low_freq_factor, got {scaling!r}"]
+    return []
 
 
 def _divisors(n: int) -> list[int]:

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.checkpoint import TOKENIZER, CheckpointError, load_model, save_checkpoint
-from model.config import ModelConfig
+from model.config import ROPE_SCALING_KEYS, ModelConfig
 from model.tokenizer import EOT, MASK, PAD, SPECIAL_TOKENS, Tokenizer
 
 HF_WEIGHTS = "model.safetensors"
@@ -127,6 +127,7 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None, dtype: torch.dtype = torch.float32) -> dict:
     """LlamaConfig's config.json for a causal ownlm model."""
     eot = tokenizer.eot_id if tokenizer else None
+    rope = {"rope_type": "llama3", **cfg.rope_scaling} if cfg.rope_scaling else {"rope_type": "default"}
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -141,8 +142,8 @@ def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None, dtype: torch
         "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,  # transformers 4.x
-        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},  # transformers 5
-        "rope_scaling": None,
+        "rope_parameters": {**rope, "rope_theta": cfg.rope_theta},  # transformers 5
+        "rope_scaling": rope if cfg.rope_scaling else None,  # transformers 4.x
         "attention_bias": False,
         "attention_dropout": 0.0,
         "mlp_bias": False,
@@ -170,8 +171,14 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             problems.append(f"{flag} is true: ours has no biases")
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-        problems.append(f"rope type {rope_type!r}: ours implements plain RoPE only (rope_type 'default')")
+    scaling = None
+    if rope_type == "llama3":
+        scaling = {k: rope.get(k) for k in ROPE_SCALING_KEYS}
+        if None in scaling.values():
+            problems.append(f"rope type 'llama3' lacks {[k for k, v in scaling.items() if v is None]}")
+    elif rope_type != "default":
+        problems.append(f"rope type {rope_type!r}: ours implements plain RoPE and Llama 3.1's "
+                        "scaling only (rope_type 'default' or 'llama3')")
     dim, n_heads = hf.get("hidden_size"), hf.get("num_attention_heads")
     if dim and n_heads and hf.get("head_dim") not in (None, dim // n_heads):
         problems.append(f"head_dim {hf['head_dim']} != hidden_size / num_attention_heads ({dim // n_heads})")
@@ -185,7 +192,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     return ModelConfig(
         vocab_size=hf["vocab_size"], dim=dim, n_layers=hf["num_hidden_layers"], n_heads=n_heads,
         n_kv_heads=hf.get("num_key_value_heads") or n_heads, ffn_dim=hf["intermediate_size"],
-        max_seq_len=hf.get("max_position_embeddings", 2048), rope_theta=float(theta),
+        max_seq_len=hf.get("max_position_embeddings", 2048), rope_theta=float(theta), rope_scaling=scaling,
         norm_eps=float(hf.get("rms_norm_eps", 1e-6)), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         init_std=float(hf.get("initializer_range", 0.02)),
     ).validate()

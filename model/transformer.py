@@ -39,12 +39,32 @@ class RMSNorm(nn.Module):
 
 # ---- rotary position embeddings (RoFormer, Su et al. 2021) ----
 
-def precompute_rope(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def precompute_rope(head_dim: int, max_seq_len: int, theta: float,
+                    scaling: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of angle pos * theta^(-2j/hd) for every position and channel pair j:
-    two (max_seq_len, hd/2) float32 tables."""
+    two (max_seq_len, hd/2) float32 tables. `scaling`: ModelConfig.rope_scaling (Llama 3.1)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    if scaling:
+        inv_freq = llama3_scaled_frequencies(inv_freq, **scaling)
     angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)  # (T, hd/2)
     return angles.cos(), angles.sin()
+
+
+def llama3_scaled_frequencies(inv_freq: torch.Tensor, factor: float, low_freq_factor: float,
+                              high_freq_factor: float, original_max_position_embeddings: float) -> torch.Tensor:
+    """Llama 3.1's RoPE frequencies for a longer context than it was first trained on.
+
+    A channel pair whose wavelength (2 pi / frequency) is short next to the original context
+    already cycles many times within it: it keeps its frequency. One whose wavelength is long
+    next to it is slowed by `factor`, as position interpolation would. In the band between, the
+    frequency moves smoothly from the one to the other, by how many times the pair cycles
+    within the original context.
+    """
+    wavelength = 2 * math.pi / inv_freq
+    cycles = original_max_position_embeddings / wavelength  # turns within the original context
+    # 0 at low_freq_factor turns or fewer (fully slowed), 1 at high_freq_factor or more (kept)
+    keep = ((cycles - low_freq_factor) / (high_freq_factor - low_freq_factor)).clamp(0.0, 1.0)
+    return keep * inv_freq + (1 - keep) * inv_freq / factor
 
 
 def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -277,7 +297,8 @@ class Transformer(nn.Module):
         gpt-fast); call this again afterwards to get float32 angles back (load_model does),
         and after model.to_empty().
         """
-        cos, sin = precompute_rope(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta)
+        cos, sin = precompute_rope(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta,
+                                   self.cfg.rope_scaling)
         device = self.tok_embeddings.weight.device
         self.register_buffer("rope_cos", cos.to(device), persistent=False)
         self.register_buffer("rope_sin", sin.to(device), persistent=False)

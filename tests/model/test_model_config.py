@@ -38,7 +38,7 @@ def test_every_preset_is_valid_and_documented_fields_exist():
         assert cfg.problems() == [], name
     assert {f.name for f in dataclasses.fields(ModelConfig)} == {
         "vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "multiple_of",
-        "max_seq_len", "rope_theta", "norm_eps", "tie_embeddings", "init_std",
+        "max_seq_len", "rope_theta", "rope_scaling", "norm_eps", "tie_embeddings", "init_std",
         "family", "mask_prob", "mask_id", "activation_checkpointing",
     }
     # Every field has a docstring under it (the config is the documentation).
@@ -95,6 +95,15 @@ def test_problems_lists_every_problem_with_its_fix():
     with pytest.raises(ValueError) as e:
         cfg.validate()
     assert "dim (100)" in str(e.value) and "n_kv_heads (2)" in str(e.value)
+
+
+def test_rope_scaling_is_validated():
+    good = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    assert ModelConfig(dim=64, n_layers=1, n_heads=4, rope_scaling=good).problems() == []
+    for bad, needle in (({"factor": 8.0}, "exactly factor"), ({**good, "factor": -1}, "factor must be positive"),
+                        ({**good, "high_freq_factor": 0.5}, "must exceed low_freq_factor")):
+        problems = ModelConfig(dim=64, n_layers=1, n_heads=4, rope_scaling=bad).problems()
+        assert len(problems) == 1 and needle in problems[0], problems
 
 
 def test_problems_reports_bad_sizes_all_at_once():

@@ -105,6 +105,31 @@ def test_imported_llama_gives_its_logits_in_ours(tmp_path, tied):
         assert_close(model(TOKENS), hf(TOKENS).logits, rtol=1e-4, atol=1e-4)
 
 
+LLAMA3_ROPE = {"factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+"""With head_dim 16 and theta 10000 the pairs' turns within 32 positions are 5.1, 1.6, 0.5, ...:
+one pair kept, one interpolated, the rest slowed, so every branch of the scaling counts."""
+
+
+def test_llama31_rope_scaling_imports_and_exports_with_the_same_logits(tmp_path, tokenizer_file):
+    rope = {"rope_type": "llama3", **LLAMA3_ROPE}
+    hf = random_hf_llama(tmp_path, False, rope_theta=10000.0, rope_scaling=rope) if transformers.__version__ < "5" \
+        else random_hf_llama(tmp_path, False, rope_parameters={**rope, "rope_theta": 10000.0})
+    import_hf(tmp_path / "hf", tmp_path / "ckpt")
+    model, cfg = load_model(tmp_path / "ckpt")
+    assert cfg.rope_scaling == LLAMA3_ROPE
+    tokens = torch.randint(0, 400, (2, 90), generator=torch.Generator().manual_seed(0))  # past the original 32
+    with torch.no_grad():
+        expected = hf(tokens).logits
+        assert_close(model(tokens), expected, rtol=1e-4, atol=1e-4)
+        plain = Transformer(config_from_hf({**json.loads((tmp_path / "hf" / "config.json").read_text()),
+                                            "rope_scaling": None, "rope_parameters": None}))
+        plain.load_state_dict(model.state_dict())
+        assert (plain(tokens) - expected).abs().max() > 1e-2  # the scaling matters here
+    save_checkpoint(tmp_path / "ours", model, cfg, tokenizer_path=tokenizer_file)
+    export_hf(tmp_path / "ours", tmp_path / "again")
+    assert_close(hf_logits(tmp_path / "again", tokens), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_import_then_export_gives_back_the_same_tensors(tmp_path):
     random_hf_llama(tmp_path, tied=False)
     import_hf(tmp_path / "hf", tmp_path / "ckpt")
@@ -147,8 +172,12 @@ def test_features_ours_lacks_are_refused_by_name(tmp_path):
     assert config_from_hf(base).n_kv_heads == 2
     with pytest.raises(HFFormatError) as e:
         config_from_hf({**base, "model_type": "gpt2", "attention_bias": True,
-                        "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
-    for needle in ("model_type is 'gpt2'", "attention_bias", "rope type 'llama3'"):
+                        "rope_scaling": {"rope_type": "yarn", "factor": 8.0}})
+    for needle in ("model_type is 'gpt2'", "attention_bias", "rope type 'yarn'"):
+        assert needle in str(e.value)
+    with pytest.raises(HFFormatError) as e:
+        config_from_hf({**base, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
+    for needle in ("low_freq_factor", "original_max_position_embeddings"):
         assert needle in str(e.value)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         import_hf(tmp_path, tmp_path / "out")
