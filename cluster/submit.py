@@ -7,7 +7,8 @@ The job's driver runs on the head node with the cluster's Python; `--working-dir
 this project (without .git, .venv, outputs and data files) for clusters whose image does
 not already hold it. With token authentication on (Ray's default), the token comes from
 RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (or ~/.ray/auth_token) with RAY_AUTH_MODE=token, as for
-any Ray client. `ownlm submit` (a later issue) wraps this; it has no Ray import at module level.
+any Ray client. `ownlm submit` (pipeline/commands/cluster_tools.py) wraps this; it has no Ray
+import at module level.
 """
 from __future__ import annotations
 

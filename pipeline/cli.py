@@ -47,7 +47,8 @@ STAGE_SETTINGS = {
              ("--num-fewshot", "eval.num_fewshot", int)],
 }
 
-TOOL_MODULES: list[str] = ["pipeline.commands.model_tools", "pipeline.commands.eval_tools"]
+TOOL_MODULES: list[str] = ["pipeline.commands.model_tools", "pipeline.commands.eval_tools",
+                           "pipeline.commands.cluster_tools"]
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -46,8 +46,10 @@ def ensure_ray(cfg: Config, quiet: bool = True):
     # The dashboard stays on: Ray Train's controller polls the state API it serves, and without it
     # logs a warning every few seconds.
     kwargs = dict(logging_level=logging.WARNING)
-    if cfg.cluster.address:
-        ray.init(address=cfg.cluster.address, **kwargs)
+    # A Ray Job's driver (`ownlm submit`) finds its cluster in RAY_ADDRESS, as `ray.init()` would.
+    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **kwargs)
     else:
         tune_ray_data_for_local_files()
         ray.init(num_cpus=local_cpus(cfg), **kwargs)

@@ -1,5 +1,6 @@
 """A real two-node Ray cluster on this machine (`ray start --head` + `ray start --address`, token
-authentication on): `ownlm train`, submitted as a Ray Job, puts one worker on each node and finishes.
+authentication on): `ownlm train`, submitted with `ownlm submit` as a Ray Job, joins the cluster through
+the job's RAY_ADDRESS, puts one worker on each node and finishes.
 
 The cluster is separate from the session's Ray instance (its own temp dir, ports and token), and
 every driver runs in a subprocess: one process can only be connected to one Ray cluster.
@@ -24,7 +25,7 @@ def test_ownlm_train_runs_on_two_nodes(tmp_path):
     # one "slot" per node and one per worker: Ray must place the two workers on different nodes
     nodes = [NodeSpec(num_cpus=2, resources={"slot": 1}), NodeSpec(num_cpus=2, resources={"slot": 1})]
     train = [sys.executable, "-m", "pipeline.cli", "train", "--data", str(tokens), "--output", str(tmp_path / "model"),
-             "--root", str(tmp_path / "root"), "--set", "cluster.address=auto", "--set", "model.preset=debug",
+             "--root", str(tmp_path / "root"), "--set", "model.preset=debug",
              "--set", f"tokenize.seq_len={SEQ_LEN}", "--set", "tracking.enabled=false",
              "--set", "train.num_workers=2", "--set", "train.resources_per_worker={slot: 1}",
              "--set", "train.max_steps=4", "--set", "train.warmup_steps=1", "--set", "train.log_every=2",
@@ -35,8 +36,8 @@ def test_ownlm_train_runs_on_two_nodes(tmp_path):
         # token authentication is on: the job API refuses a request without the cluster's token
         assert http_status(cluster.dashboard_url + "/api/jobs/") == 401
         assert http_status(cluster.dashboard_url + "/api/jobs/", token="0" * 64) == 403
-        job = subprocess.run([sys.executable, "-m", "cluster.submit", "--address", cluster.dashboard_url, "--",
-                              *train], env=cluster.env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        job = subprocess.run([sys.executable, "-m", "pipeline.cli", "submit", "--address", cluster.dashboard_url,
+                              "--", *train], env=cluster.env, cwd=REPO, capture_output=True, text=True, timeout=400)
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:] + cluster.logs()
     assert "SUCCEEDED" in job.stdout and "2 cpu worker(s) on 2 node(s)" in job.stdout
     state = load_train_state(tmp_path / "model")

@@ -55,3 +55,16 @@ def test_config_command_prints_the_resolved_config(tmp_path):
     out = ownlm("config", "--root", str(tmp_path), "--set", "train.max_steps=70")
     assert out.returncode == 0
     assert "max_steps: 70" in out.stdout and str(tmp_path) in out.stdout
+
+
+def test_submit_checks_an_ownlm_command_before_sending_it(tmp_path):
+    # The address is a closed port: a command that got past the check would fail to connect (exit 1).
+    bad = ownlm("submit", "--address", "http://127.0.0.1:9", "--", "ownlm", "train", "--root", str(tmp_path),
+                "--set", "train.lr=-1")
+    assert bad.returncode == 2 and "not submitted" in bad.stderr and "train.lr" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    nowhere = ownlm("submit", "--address", "http://127.0.0.1:9", "--", "ownlm", "train", "--root", str(tmp_path))
+    assert nowhere.returncode == 1 and "cannot reach the cluster at http://127.0.0.1:9" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
+    empty = ownlm("submit", "--address", "http://127.0.0.1:9")
+    assert empty.returncode == 2 and "give the command after --" in empty.stderr
