@@ -31,7 +31,7 @@ class ReadConfig(Section):
     documentation pages you own); `resiliparse`/`trafilatura` keep the main content only."""
     warc_extractor: Literal["resiliparse", "trafilatura", "builtin"] = "resiliparse"
     """Main text of WARC HTML responses. resiliparse is the DCLM choice (Li et al. 2024) and about ten
-    times faster than trafilatura, the FineWeb choice (`pip install trafilatura`, or the `ownlm[trafilatura]` extra, to use it)."""
+    times faster than trafilatura, the FineWeb choice (the `ownlm[trafilatura]` extra installs it)."""
 
 
 class ShardConfig(Section):

@@ -131,8 +131,8 @@ def extract(html: str, extractor: str = "builtin") -> tuple[str, str]:
         try:
             import trafilatura
         except ImportError as e:
-            raise RuntimeError("curate.read extractor 'trafilatura' needs the trafilatura package: "
-                               "pip install trafilatura") from e
+            raise RuntimeError(f"curate.read extractor 'trafilatura' cannot be imported ({e}): "
+                               "pip install 'ownlm[trafilatura]' (trafilatura and lxml_html_clean)") from e
         text = trafilatura.extract(html, include_comments=False, include_tables=True, deduplicate=False,
                                    with_metadata=False) or ""
         return _title(html), text

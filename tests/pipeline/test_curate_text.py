@@ -325,7 +325,7 @@ NEWS = ("<html><head><title>News</title></head><body><nav><a href=/>Home</a> <a 
 @pytest.mark.parametrize("extractor", ["resiliparse", "trafilatura"])
 def test_main_content_extractors_drop_boilerplate(extractor):
     if extractor == "trafilatura":
-        pytest.importorskip("trafilatura", reason="optional extractor: pip install trafilatura")
+        pytest.importorskip("trafilatura", reason="optional extractor: pip install 'ownlm[trafilatura]'")
     title, text = extract(NEWS, extractor)
     assert title == "News" and "quick brown fox" in text
     assert "About us" not in text and "rights reserved" not in text
