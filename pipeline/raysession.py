@@ -35,6 +35,17 @@ def tune_ray_data_for_local_files() -> None:
     os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "2")
 
 
+def cluster_address(cfg: Config) -> str | None:
+    """The cluster to join: `cluster.address`, else the one a Ray Job's driver finds in RAY_ADDRESS.
+
+    Inside a job (`ownlm submit`) Ray sets RAY_ADDRESS to the cluster's GCS address. An http(s)
+    value is a dashboard URL, which Ray's docs have users export for the job CLI (and `ownlm
+    submit` reads it too); `ray.init` cannot join it, so a local run then starts its own Ray.
+    """
+    env = os.environ.get("RAY_ADDRESS", "")
+    return cfg.cluster.address or (env if env and not env.startswith(("http://", "https://")) else None)
+
+
 def ensure_ray(cfg: Config, quiet: bool = True):
     import ray
 
@@ -46,8 +57,7 @@ def ensure_ray(cfg: Config, quiet: bool = True):
     # The dashboard stays on: Ray Train's controller polls the state API it serves, and without it
     # logs a warning every few seconds.
     kwargs = dict(logging_level=logging.WARNING)
-    # A Ray Job's driver (`ownlm submit`) finds its cluster in RAY_ADDRESS, as `ray.init()` would.
-    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(cfg)
     if address:
         ray.init(address=address, **kwargs)
     else:

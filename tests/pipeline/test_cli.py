@@ -68,3 +68,17 @@ def test_submit_checks_an_ownlm_command_before_sending_it(tmp_path):
     assert "Traceback" not in nowhere.stderr
     empty = ownlm("submit", "--address", "http://127.0.0.1:9")
     assert empty.returncode == 2 and "give the command after --" in empty.stderr
+
+
+def test_a_job_driver_joins_ray_address_but_a_dashboard_url_is_not_a_cluster(monkeypatch):
+    from pipeline.config import load_config
+    from pipeline.raysession import cluster_address
+
+    cfg = load_config(None, [])
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")  # what Ray sets in a job's driver
+    assert cluster_address(cfg) == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")  # exported for the job CLI
+    assert cluster_address(cfg) is None
+    assert cluster_address(load_config(None, ["cluster.address=auto"])) == "auto"
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert cluster_address(cfg) is None
