@@ -152,48 +152,65 @@ def record_row(ref: FileRef, rec: dict, locator: str, raw: int, **position) -> d
     return ref.row(text, locator, reason, raw, own_id, fields=rec, **position)
 
 
+READ_BUFFER = 4 << 20
+"""Bytes asked of a JSONL stream per read (decompressing streams may hand out fewer)."""
+
+
 def read_jsonl(ref: FileRef) -> Iterator[dict]:
     """One row per non-blank line; a line that does not parse is a `malformed_json` reject that keeps
-    the raw line as its text, and a stream cut short ends with one `truncated` reject."""
+    the raw line as its text, and a stream cut short ends with one `truncated` reject.
+
+    Reads end anywhere in a line: `rest` is the start of the line the last read ended in (never a
+    newline in it). A line that grows past `max_doc_bytes` before its newline arrives is not held:
+    its bytes are counted (`skipped`) and dropped up to its newline, it becomes one `too_large`
+    reject, and the bytes after that newline are split into lines like any other read."""
     f = open_stream(ref.filesystem, ref.path)
+    limit = ref.cfg.max_doc_bytes
     number, rest = 0, b""
+    skipped: int | None = None  # while skipping line `number` (over the limit): its bytes so far
     try:
         while True:
             try:
-                chunk = read_chunk(f, 4 << 20)
+                chunk = read_chunk(f, READ_BUFFER)
             except READ_ERRORS as e:
                 # EOFError: the file was cut short, and the bytes after the last newline are a record cut
-                # off by it (the reject keeps them); anything else: the stream cannot be read on.
+                # off by it (the reject keeps them, or counts them when skipped); anything else: the stream
+                # cannot be read on. Either way the cut line is this one reject.
                 reason = "truncated" if isinstance(e, EOFError) else "read_error"
-                yield ref.reject(reason, at=reason, raw=len(rest), text=rest.decode("utf-8", "replace")[:10_000],
-                                 error=f"{type(e).__name__}: {e}", line=number + 1)
+                cut = rest.decode("utf-8", "replace")[:10_000]
+                yield ref.reject(reason, at=reason, raw=len(rest) if skipped is None else skipped,
+                                 text=cut, error=f"{type(e).__name__}: {e}",
+                                 line=number + 1 if skipped is None else number)
                 return
             if not chunk:
                 break
+            if skipped is not None:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    skipped += len(chunk)
+                    continue
+                yield ref.row("", f"{ref.rel}:{number}", "too_large", skipped + end, line=number)
+                skipped, chunk = None, chunk[end + 1:]
             *complete, rest = (rest + chunk).split(b"\n")
             for raw in complete:
                 number += 1
                 if raw.strip():
-                    yield parse_line(ref, raw.rstrip(b"\r"), number)
-            if len(rest) > ref.cfg.max_doc_bytes:  # a runaway line: stop holding it
+                    yield parse_line(ref, _line_bytes(raw), number)
+            if len(rest) - rest.endswith(b"\r") > limit:  # a runaway line: stop holding it (a last \r may end it)
                 number += 1
-                yield ref.row("", f"{ref.rel}:{number}", "too_large", len(rest), line=number)
-                rest = _skip_line(f)
-        if rest.strip():
-            yield parse_line(ref, rest.rstrip(b"\r"), number + 1)
+                skipped, rest = len(rest), b""
+        if skipped is not None:
+            yield ref.row("", f"{ref.rel}:{number}", "too_large", skipped, line=number)
+        elif rest.strip():
+            yield parse_line(ref, _line_bytes(rest), number + 1)
     finally:
         f.close()
 
 
-def _skip_line(f) -> bytes:
-    """Read on to the end of the current line; the bytes after it."""
-    while True:
-        chunk = f.read(4 << 20)
-        if not chunk:
-            return b""
-        cut = chunk.find(b"\n")
-        if cut >= 0:
-            return chunk[cut + 1:]
+def _line_bytes(raw: bytes) -> bytes:
+    """A line without the \\r of a \\r\\n line end (one: the size limit is checked on these bytes,
+    also while a line is still arriving, when only one \\r can be its end)."""
+    return raw[:-1] if raw.endswith(b"\r") else raw
 
 
 def parse_line(ref: FileRef, raw: bytes, line: int) -> dict:
