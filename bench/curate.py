@@ -160,13 +160,14 @@ def our_sources(corpus: Corpus):
 
 def run_ours(corpus: Corpus, out: Path, equivalent: bool = False) -> tuple[float, dict]:
     from pipeline.config import load_config
-    from pipeline.curate.stage import run_curate
+    from pipeline.curate.run import run_curate
+    from pipeline.stages import layout_for
 
     overrides = ["curate.language.enabled=false", "curate.decontaminate.enabled=false",
                  "curate.split.enabled=false"] if equivalent else []
     cfg = load_config(None, overrides=overrides, root=str(out.parent))
     start = time.perf_counter()
-    report = run_curate(cfg, out, inputs=our_sources(corpus))
+    report = run_curate(cfg, layout_for(cfg.root), out, inputs=our_sources(corpus))
     return time.perf_counter() - start, report
 
 

@@ -43,6 +43,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def main() -> None:
     from model.config import get_preset
     from model.generate import generate, generate_batch
+    from model.sampling import SamplingParams
     from model.transformer import Transformer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,13 +64,14 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, cfg.vocab_size, (args.prompt_len,), generator=g).tolist()
     n = args.new_tokens
+    greedy = SamplingParams(max_new_tokens=n)
 
-    t_nc, out_nc = timed(lambda: generate(model, prompt, n, use_cache=False), 1)  # slow: once is enough
-    t_kv, out_kv = timed(lambda: generate(model, prompt, n, use_cache=True), args.repeats)
+    t_nc, out_nc = timed(lambda: generate(model, prompt, greedy, use_cache=False), 1)  # slow: once is enough
+    t_kv, out_kv = timed(lambda: generate(model, prompt, greedy, use_cache=True), args.repeats)
     assert len(out_kv) == n and out_kv == out_nc, "cached decoding must give the recomputed tokens"
     lengths = [max(1, args.prompt_len * (i + 1) // args.batch) for i in range(args.batch)]
     prompts = [torch.randint(0, cfg.vocab_size, (k,), generator=g).tolist() for k in lengths]
-    t_b, out_b = timed(lambda: generate_batch(model, prompts, n), args.repeats)
+    t_b, out_b = timed(lambda: generate_batch(model, prompts, greedy), args.repeats)
     batch_tokens = sum(len(o) for o in out_b)
 
     rows = [

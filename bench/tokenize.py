@@ -2,7 +2,7 @@
 
 For two corpus sizes built from the bundled sample (repeated with a per-copy marker so no two
 documents are equal), measures:
-  - ours: `pipeline.tokenize.tokenize_and_pack` (a Ray Data actor pool, one core per actor,
+  - ours: `pipeline.tokenize.pack.tokenize_and_pack` (a Ray Data actor pool, one core per actor,
     including Ray start of the pool, reading Parquet, packing and writing shards), tokens/s per
     core the job had (min(machine cores, actors + 1));
   - baseline: `Tokenizer.encode_batch` over the same texts in one process with one Rust thread
@@ -53,7 +53,7 @@ print(json.dumps({"tokens": n, "seconds": time.perf_counter() - t}))
 
 
 def sample_texts() -> list[str]:
-    from pipeline.sample import build_sample
+    from pipeline.sample.stage import build_sample
 
     sample = Path(tempfile.gettempdir()) / "ownlm-bench-sample"
     build_sample(sample)
@@ -133,7 +133,8 @@ def main() -> None:
     import ray
 
     from pipeline.config import TokenizeConfig, TokenizerConfig
-    from pipeline.tokenize import tokenize_and_pack, train_tokenizer
+    from pipeline.tokenize.pack import tokenize_and_pack
+    from pipeline.tokenize.tokenizer import train_tokenizer
 
     # One logical CPU beside the actors for the read tasks; per-core figures divide by the cores
     # this machine actually has for the job.

@@ -49,7 +49,7 @@ def make_tokens(folder: Path, seq_len: int, rows: int, vocab: int = 4096) -> Pat
     from model.tokenizer import Tokenizer
     from pipeline.config import TokenizerConfig
     from pipeline.packed import Manifest
-    from pipeline.tokenize import train_tokenizer
+    from pipeline.tokenize.tokenizer import train_tokenizer
 
     curated = folder / "curated"
     curated.mkdir(parents=True)

@@ -25,6 +25,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from evaluation.judge import judge_pair
+from evaluation.tasks import TASKS_DIR
+from evaluation.names import metric_name
+from model.errors import InputError, MissingInput
+from model.sampling import SamplingParams
+from model.tokenizer import END_OF_TURN, chat_prompt
+
 WINNERS = ("model_a", "model_b", "tie")
 
 
@@ -46,7 +53,7 @@ class Match:
         """A vote record; choice is "a", "b" or "tie"."""
         winner = {"a": "model_a", "b": "model_b", "tie": "tie", "t": "tie"}.get(choice)
         if winner is None:
-            raise ValueError(f"a vote is a, b or tie, not {choice!r}")
+            raise InputError(f"a vote is a, b or tie, not {choice!r}")
         return {"prompt": self.prompt, "model_a": self.model_a, "model_b": self.model_b,
                 "answer_a": self.answer_a, "answer_b": self.answer_b, "winner": winner, "voter": voter,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -60,7 +67,7 @@ class VoteLog:
 
     def append(self, vote: dict) -> None:
         if vote.get("winner") not in WINNERS:
-            raise ValueError(f"vote winner must be one of {WINNERS}, got {vote.get('winner')!r}")
+            raise InputError(f"vote winner must be one of {WINNERS}, got {vote.get('winner')!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(vote, ensure_ascii=False) + "\n")
@@ -77,7 +84,7 @@ def make_matches(answers: dict[str, dict[str, str]], prompts: list[str], seed: i
     then shuffled), in a random left/right order. answers: model -> prompt -> answer."""
     models = sorted(answers)
     if len(models) < 2:
-        raise ValueError("an arena needs at least two models")
+        raise InputError("an arena needs at least two models")
     rng = random.Random(seed)
     pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
     matches = []
@@ -162,15 +169,8 @@ def format_table(rows: list[dict]) -> str:
 
 def rating_metrics(rows: list[dict]) -> dict[str, float]:
     """MLflow metrics: arena/<model>/rating, ci_low, ci_high, battles."""
-    import re
-
-    out = {}
-    for r in rows:
-        name = re.sub(r"[^A-Za-z0-9_\-.]", "_", r["model"])
-        for key in ("rating", "ci_low", "ci_high", "battles"):
-            if key in r:
-                out[f"arena/{name}/{key}"] = float(r[key])
-    return out
+    return {metric_name("arena", r["model"], key): float(r[key])
+            for r in rows for key in ("rating", "ci_low", "ci_high", "battles") if key in r}
 
 
 # ---------------------------------------------------------------- voters
@@ -181,8 +181,6 @@ def judge_votes(matches: list[Match], client, log: VoteLog, swap: bool = True,
     """Let a judge model (evaluation.judge.ChatClient) vote on every match. With swap, it also
     judges the answers in the other order; a verdict that flips with the order is a tie."""
     from tqdm import tqdm
-
-    from evaluation.judge import judge_pair
 
     votes = []
     for m in tqdm(matches, desc="judge votes", unit="match", disable=not progress):
@@ -228,16 +226,14 @@ def checkpoint_answerer(path: str | Path, max_new_tokens: int = 128, chat: bool 
     """A function prompt -> answer from an ownlm checkpoint (chat layout by default)."""
     from model.checkpoint import load_model, load_tokenizer
     from model.generate import generate_text
-    from model.tokenizer import END_OF_TURN, chat_prompt
-
     model, _ = load_model(path)
     model.eval()
     tok = load_tokenizer(path)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
 
     def answer(prompt: str) -> str:
         text = chat_prompt([{"role": "user", "content": prompt}]) if chat else prompt
-        return generate_text(model, tok, text, max_new_tokens, temperature=temperature, seed=seed,
-                             stop=[END_OF_TURN, "<|user|>"] if chat else None).strip()
+        return generate_text(model, tok, text, params, stop=[END_OF_TURN, "<|user|>"] if chat else None).strip()
 
     return answer
 
@@ -246,17 +242,15 @@ def load_prompts(path: str | Path | None = None) -> list[str]:
     """Prompts from a JSONL ({"prompt": ...} per line) or a text file (one per line); default:
     the bundled arena prompts."""
     if path is None:
-        from evaluation.tasks import TASKS_DIR
-
         path = TASKS_DIR / "arena_prompts.jsonl"
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompts file {path} not found")
+        raise MissingInput(f"prompts file {path} not found")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".jsonl":
         prompts = [json.loads(line)["prompt"] for line in lines]
     else:
         prompts = lines
     if not prompts:
-        raise ValueError(f"{path} holds no prompts")
+        raise InputError(f"{path} holds no prompts")
     return list(dict.fromkeys(prompts))

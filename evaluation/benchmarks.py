@@ -28,13 +28,16 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from evaluation.tasks import BENCHMARK_SAMPLES
+from model.errors import InputError, MissingInput
+
 log = logging.getLogger(__name__)
 
 DATA_EXTENSIONS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
 SPLIT_KEYS = ("test_split", "validation_split", "training_split", "fewshot_split")
 
 
-class MissingBenchmarkData(FileNotFoundError):
+class MissingBenchmarkData(MissingInput):
     """A benchmark's files are in none of the places searched; the message lists them."""
 
 
@@ -42,7 +45,7 @@ class MissingBenchmarkData(FileNotFoundError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Layout:
+class DatasetLayout:
     """One way a data set's files sit in its folder.
 
     patterns: split -> glob patterns relative to the repository folder, with `{name}` (the
@@ -79,10 +82,10 @@ class Layout:
         return []
 
 
-def hub_layout(*patterns: str) -> Layout:
+def hub_layout(*patterns: str) -> DatasetLayout:
     """The Hub repository's own layout (also the parquet export's `{name}/{split}/0000.parquet`)."""
     extra = ("{name}/{split}-*", "{name}/{split}/*", "{name}/{split}.*")
-    return Layout("the Hugging Face Hub repository", tuple(patterns) + extra)
+    return DatasetLayout("the Hugging Face Hub repository", tuple(patterns) + extra)
 
 
 def _read_csv_rows(columns: tuple[str, ...]) -> Callable[[Path], Iterator[dict]]:
@@ -127,7 +130,7 @@ class Benchmark:
 
     repo: str
     title: str
-    layouts: tuple[Layout, ...]
+    layouts: tuple[DatasetLayout, ...]
     example: str
     """One file, relative to the repository folder, shown in the missing-data message."""
 
@@ -142,29 +145,29 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {b.repo: b for b in [
     Benchmark("cais/mmlu", "MMLU", (
         hub_layout(),
-        Layout("the original release (data.tar)", ("data/{alias}/{name}_{alias}.csv", "{alias}/{name}_{alias}.csv"),
+        DatasetLayout("the original release (data.tar)", ("data/{alias}/{name}_{alias}.csv", "{alias}/{name}_{alias}.csv"),
                aliases=(("validation", "val"),),
                read=_read_csv_rows(("question", "A", "B", "C", "D", "answer")), convert=_mmlu_row),
     ), example="{name}/test-00000-of-00001.parquet"),
     Benchmark("allenai/ai2_arc", "ARC", (
         hub_layout(),
-        Layout("the original release (ARC-V1-Feb2018)", (
+        DatasetLayout("the original release (ARC-V1-Feb2018)", (
             "ARC-V1-Feb2018-2/{name}/{name}-{Alias}.jsonl", "{name}/{name}-{Alias}.jsonl"),
             aliases=(("validation", "dev"),), read=_read_jsonl, convert=_arc_row),
     ), example="{name}/test-00000-of-00001.parquet"),
     Benchmark("Rowan/hellaswag", "HellaSwag", (
         hub_layout("data/{split}-*", "{split}-*"),
-        Layout("the original release (github rowanz/hellaswag)", ("data/hellaswag_{alias}.jsonl",
+        DatasetLayout("the original release (github rowanz/hellaswag)", ("data/hellaswag_{alias}.jsonl",
                                                                    "hellaswag_{alias}.jsonl"),
                aliases=(("validation", "val"),)),
     ), example="data/validation-00000-of-00001.parquet"),
     Benchmark("Idavidrein/gpqa", "GPQA", (
-        Layout("the Hugging Face Hub repository", ("{name}.csv",)),
-        Layout("the original release (dataset.zip)", ("dataset/{name}.csv",)),
+        DatasetLayout("the Hugging Face Hub repository", ("{name}.csv",)),
+        DatasetLayout("the original release (dataset.zip)", ("dataset/{name}.csv",)),
     ), example="{name}.csv"),
     Benchmark("EleutherAI/hendrycks_math", "MATH", (
         hub_layout(),
-        Layout("the original release (MATH.tar)", ("MATH/{split}/{name}/*.json", "{split}/{name}/*.json"),
+        DatasetLayout("the original release (MATH.tar)", ("MATH/{split}/{name}/*.json", "{split}/{name}/*.json"),
                read=_read_json_object, convert=_math_row),
     ), example="{name}/test-00000-of-00001.parquet"),
     Benchmark("HuggingFaceH4/MATH-500", "MATH-500", (
@@ -190,7 +193,7 @@ def hub_snapshots(repo: str) -> list[Path]:
 class Found:
     """Where one task's splits were found."""
 
-    layout: Layout
+    layout: DatasetLayout
     files: dict[str, list[Path]]  # split -> files
     name: str | None
 
@@ -198,7 +201,7 @@ class Found:
     def builder(self) -> str:
         kinds = {DATA_EXTENSIONS[f.suffix] for fs in self.files.values() for f in fs}
         if len(kinds) != 1:
-            raise ValueError(f"mixed file types for one data set: {sorted(kinds)}")
+            raise InputError(f"mixed file types for one data set: {sorted(kinds)}")
         return kinds.pop()
 
 
@@ -207,7 +210,7 @@ def task_splits(cfg: dict) -> tuple[str, list[str]]:
     named = [cfg[k] for k in SPLIT_KEYS if cfg.get(k)]
     scored = cfg.get("test_split") or cfg.get("validation_split")
     if not scored:
-        raise ValueError(f"task {cfg.get('task')!r} names neither a test nor a validation split")
+        raise InputError(f"task {cfg.get('task')!r} names neither a test nor a validation split")
     return scored, list(dict.fromkeys(named))
 
 
@@ -441,8 +444,6 @@ def resolve_data_dir(value: str | os.PathLike | None) -> Path | None:
     if value is None or str(value) == "":
         return None
     if str(value) == "bundled":
-        from evaluation.tasks import BENCHMARK_SAMPLES
-
         return BENCHMARK_SAMPLES
     path = Path(value).expanduser().resolve()
     if not path.is_dir():

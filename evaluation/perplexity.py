@@ -1,12 +1,14 @@
-"""Held-out loss, perplexity and bits per byte over packed token shards, per source.
+"""Held-out loss, perplexity and bits per byte per source, the unigram baseline, and the
+masked-LM loss, over batches of packed rows (int arrays (B, seq_len + 1): inputs are row[:-1],
+targets row[1:]). Where the rows come from is the caller's business (pipeline/evaluate.py reads
+them from the packed token shards).
 
 The mean is over tokens, not batches: the summed negative log-likelihood of every scored
 target divided by their count, so a short last batch, or one ending in padding, weighs
 exactly its tokens. Padding targets are excluded from both sums.
 
-Rows never mix sources (pipeline/tokenize.py packs each source apart and the manifest lists
-each source's shards), so every figure is also reported per source, and the overall figure
-is the token-weighted sum of the sources'.
+Rows never mix sources (the tokenize stage packs each source apart), so every figure is also
+reported per source, and the overall figure is the token-weighted sum of the sources'.
 
 Bits per byte compare models across tokenizers: the NLL of the text's tokens in bits over
 the UTF-8 bytes they stand for. A byte-level BPE token stands for a fixed byte string, so a
@@ -17,15 +19,19 @@ bytes; their targets count in the loss and perplexity but not in bits per byte.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.objectives import IGNORE_INDEX, shift_for_next_token
-from pipeline.packed import PackedSplit
+from evaluation.names import metric_name
+from model.errors import InputError
+from model.objectives import IGNORE_INDEX, loss_terms, shift_for_next_token
+
+Batches = Iterable[np.ndarray]
+"""Row batches, each an int array (B, seq_len + 1)."""
 
 
 def token_byte_lengths(tokenizer) -> np.ndarray:
@@ -86,45 +92,102 @@ def _score(model, rows: np.ndarray, pad_id: int, byte_lengths: np.ndarray | None
 
 
 @torch.inference_mode()
-def perplexity(model, tokens_dir: str | Path, split: str = "val", batch_size: int = 8,
-               max_batches: int | None = None, device: str | torch.device = "cpu",
-               tokenizer=None) -> dict:
-    """Mean next-token NLL of `model` on one split of a packed tokens folder.
+def perplexity(model, sources: Mapping[str, Batches], pad_id: int, tokenizer=None,
+               device: str | torch.device = "cpu") -> dict:
+    """Mean next-token NLL of `model` over every source's row batches (padding `pad_id` excluded).
 
     Returns {"loss": nats per token, "perplexity": exp(loss), "bits_per_token": loss / ln 2,
     "tokens": scored targets, "batches": batches read, "rows": rows read}, plus
     "bits_per_byte", "bytes" and "bytes_per_token" when `tokenizer` is given, plus
-    "sources": {name: the same figures} when the split's rows are packed per source.
-    max_batches caps the batches read from each source. The model should already be on
-    `device`; it runs in eval mode and gets its previous mode back afterwards.
+    "sources": {name: the same figures} for the named sources (a source named "" is rows of
+    no particular source). The model should already be on `device`; it runs in eval mode and
+    gets its previous mode back afterwards.
     """
-    data = PackedSplit(tokens_dir, split)
-    seq_len, max_len = data.manifest.seq_len, model.cfg.max_seq_len
-    if seq_len > max_len:
-        raise ValueError(f"{tokens_dir} holds rows of seq_len={seq_len}, longer than the model's "
-                         f"max_seq_len={max_len}: re-tokenize with a shorter seq_len")
     if getattr(model.cfg, "family", "causal") == "masked":
-        raise ValueError("perplexity is a next-token measure; a masked (BERT-style) model has none")
+        raise InputError("perplexity is a next-token measure; a masked (BERT-style) model has none")
     byte_lengths = token_byte_lengths(tokenizer) if tokenizer is not None else None
     was_training = model.training
     model.eval()
     total, per_source = _Sums(), {}
     try:
-        for source, indices in data.source_rows().items():
+        for source, batches in sources.items():
             sums = _Sums()
-            for b, start in enumerate(range(0, len(indices), batch_size)):
-                if max_batches is not None and b >= max_batches:
-                    break
-                sums.add(_score(model, data.rows(indices[start : start + batch_size]), data.pad_id,
-                                byte_lengths, device))
+            for rows in batches:
+                _check_length(rows, model.cfg.max_seq_len)
+                sums.add(_score(model, rows, pad_id, byte_lengths, device))
             per_source[source] = sums
             total.add(sums)
     finally:
         model.train(was_training)
     if total.tokens == 0:
-        raise ValueError(f"split {split!r} of {tokens_dir} has no tokens to score")
+        raise InputError("no tokens to score")
     out = total.report(byte_lengths is not None)
     named = {s: v for s, v in per_source.items() if s and v.tokens}
     if named:
         out["sources"] = {s: v.report(byte_lengths is not None) for s, v in sorted(named.items())}
     return out
+
+
+def _check_length(rows: np.ndarray, max_seq_len: int) -> None:
+    if rows.shape[1] - 1 > max_seq_len:
+        raise InputError(f"rows of seq_len={rows.shape[1] - 1} are longer than the model's "
+                         f"max_seq_len={max_seq_len}: re-tokenize with a shorter seq_len")
+
+
+def perplexity_metrics(ppl: dict) -> dict[str, float]:
+    """`perplexity`'s report as MLflow metrics: eval/perplexity, eval/source/<source>/loss, ..."""
+    metrics = {"eval/val_loss": ppl["loss"], "eval/perplexity": ppl["perplexity"],
+               "eval/bits_per_token": ppl["bits_per_token"]}
+    if "bits_per_byte" in ppl:
+        metrics["eval/bits_per_byte"] = ppl["bits_per_byte"]
+    for source, s in ppl.get("sources", {}).items():
+        for key in ("loss", "perplexity", "bits_per_byte"):
+            if key in s:
+                metrics[metric_name("eval", "source", source, key)] = s[key]
+    return metrics
+
+
+def unigram_loss(train: Batches, val: Batches, pad_id: int) -> float:
+    """Cross-entropy (nats/token) of the val targets under the train targets' unigram distribution.
+
+    The floor any model that learned something must beat: it knows token frequencies and no
+    context. Add-one smoothing over every id seen in either split keeps tokens unseen in training
+    finite; padding is never a target.
+    """
+    train_counts, train_max = _target_counts(train)
+    val_counts, val_max = _target_counts(val)
+    vocab = max(train_max, val_max) + 1
+    counts = np.ones(vocab, dtype=np.float64)
+    counts[: len(train_counts)] += train_counts
+    counts[pad_id] = 0
+    logp = np.log(counts / counts.sum(), where=counts > 0, out=np.full(vocab, -np.inf))
+    scored = np.zeros(vocab, dtype=np.float64)
+    scored[: len(val_counts)] = val_counts
+    scored[pad_id] = 0
+    return float(-(scored[scored > 0] * logp[scored > 0]).sum() / max(scored.sum(), 1))
+
+
+def _target_counts(batches: Batches) -> tuple[np.ndarray, int]:
+    """How often each id is a target, and the largest id anywhere in the rows."""
+    counts, largest = np.zeros(0, dtype=np.int64), 0
+    for rows in batches:
+        largest = max(largest, int(rows.max()))
+        found = np.bincount(rows[:, 1:].ravel())
+        if len(found) > len(counts):
+            counts = np.pad(counts, (0, len(found) - len(counts)))
+        counts[: len(found)] += found
+    return counts, largest
+
+
+@torch.no_grad()
+def masked_lm_loss(model, batches: Batches, pad_id: int, mask_id: int, seed: int = 0) -> float:
+    """Mean loss per masked token (the masked family's objective), with a fixed seed so that
+    reruns score the same masks."""
+    generator = torch.Generator().manual_seed(seed)
+    total = count = 0.0
+    for rows in batches:
+        loss_sum, n = loss_terms(model, torch.as_tensor(rows, dtype=torch.long), family="masked",
+                                 pad_id=pad_id, mask_id=mask_id, generator=generator)
+        total += float(loss_sum)
+        count += float(n)
+    return total / max(count, 1.0)

@@ -12,9 +12,7 @@ is the caller's (Ray Train's) business.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from model.atomic import discard_dir, publish_dir, staging_dir
 from model.config import ModelConfig
+from model.errors import InputError, MissingInput
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
@@ -32,7 +32,7 @@ WEIGHTS, CONFIG, TOKENIZER, TRAIN_STATE = "model.safetensors", "config.json", "t
 _TIED_KEY, _EMBEDDING_KEY = "output.weight", "tok_embeddings.weight"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A folder that is not a readable ownlm checkpoint."""
 
 
@@ -87,9 +87,7 @@ def save_checkpoint(
         # safetensors refuses tensors that share memory; the head is re-tied on load.
         state.pop(_TIED_KEY, None)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = staging_dir(path)
     try:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         if tokenizer_path is not None:
@@ -97,9 +95,9 @@ def save_checkpoint(
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
         (tmp / CONFIG).write_text(json.dumps(header, indent=2) + "\n")
-        _replace_dir(tmp, path)
+        publish_dir(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_dir(tmp)
         raise
     return path
 
@@ -136,17 +134,6 @@ def _check_shapes(state: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
         raise ValueError(f"model weights do not match the config at {diff[:5]}: pass the model's own config")
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move src to dst. A folder cannot be renamed over a non-empty one, so move the old
-    one aside first; a crash between the two renames leaves it at .<name>.old-*."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
 
 def _is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -158,7 +145,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The whole config.json of a checkpoint: format fields, "model", and the extras saved."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"no checkpoint folder at {path}")
+        raise MissingInput(f"no checkpoint folder at {path}")
     config_file = path / CONFIG
     if not config_file.is_file():
         raise CheckpointError(f"{path} is not an ownlm checkpoint: it has no {CONFIG}")

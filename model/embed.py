@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from model.errors import InputError
 from model.transformer import Transformer
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def embed_ids(model: Transformer, batch: list[list[int]], pad_id: int = 0) -> to
     Rows are right-padded; padding is masked out of attention and out of the mean, so a text
     gets the same vector in any batch."""
     if not batch or any(len(ids) == 0 for ids in batch):
-        raise ValueError("every text to embed needs at least one token")
+        raise InputError("every text to embed needs at least one token")
     device = model.tok_embeddings.weight.device
     rows = [list(ids)[: model.cfg.max_seq_len] for ids in batch]
     width = max(len(r) for r in rows)
@@ -41,7 +42,7 @@ def embed(model: Transformer, tokenizer: "Tokenizer", texts: list[str], batch_si
     """Unit vectors (len(texts), dim), float32 on the model's device, one per text: mean-pooled
     final hidden states, normalized. An empty text embeds as the end-of-text token."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
     try:

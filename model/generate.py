@@ -1,6 +1,8 @@
-"""Autoregressive generation in gpt-fast's phase-named pieces: sample, prefill,
-decode_one_token, decode_n_tokens, generate (one prompt), generate_batch (prompts of
-different lengths, left-padded into one batch), and their text forms.
+"""Autoregressive generation in gpt-fast's phase-named pieces: prefill, decode_one_token,
+decode_n_tokens, generate (one prompt), generate_batch (prompts of different lengths,
+left-padded into one batch), and their text forms. How each token is picked (greedy,
+temperature, top-k, top-p, seed) is one `SamplingParams` (model/sampling.py) for all of them,
+applied to the logits by `sample`.
 
 A masked-family encoder has no left-to-right decoder: it writes by filling a <|mask|>
 appended to the text, one token at a time (fill_masks_left_to_right, no cache).
@@ -17,31 +19,26 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 import torch.nn.functional as F
 
+from model.errors import InputError
+from model.sampling import GREEDY, SamplingParams
 from model.transformer import KVCache, Transformer
 
 if TYPE_CHECKING:  # only for annotations: the tokenizer module imports `tokenizers`
     from model.tokenizer import Tokenizer
 
 
-def sample(
-    logits: torch.Tensor,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Next-token ids (...) from logits (..., V). temperature 0 is greedy argmax; otherwise
-    sample from softmax(logits / temperature) restricted to the top_k most likely tokens
-    and to the nucleus (Holtzman et al. 2019): the fewest tokens whose mass reaches top_p."""
-    _check_sampling(temperature, top_k, top_p)
-    if temperature == 0:
+def sample(logits: torch.Tensor, params: SamplingParams = GREEDY,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next-token ids (...) from logits (..., V): greedy at temperature 0; otherwise drawn from
+    softmax(logits / temperature) restricted to the top_k most likely tokens and to the nucleus."""
+    if params.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth_best = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (..., 1)
+    logits = logits.float() / params.temperature
+    if params.top_k is not None and params.top_k < logits.shape[-1]:
+        kth_best = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth_best, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        logits = _nucleus(logits, top_p)
+    if params.top_p is not None and params.top_p < 1.0:
+        logits = _nucleus(logits, params.top_p)
     probs = F.softmax(logits, dim=-1)  # (..., V)
     ids = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
     return ids.view(probs.shape[:-1])
@@ -53,18 +50,6 @@ def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     mass_before = probs.cumsum(dim=-1) - probs  # the most likely token always has 0: kept
     sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-
-
-def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    problems = []
-    if not temperature >= 0:
-        problems.append(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        problems.append(f"top_k must be >= 1 or None, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        problems.append(f"top_p must be in (0, 1] or None, got {top_p}")
-    if problems:
-        raise ValueError("; ".join(problems))
 
 
 @torch.inference_mode()
@@ -99,9 +84,7 @@ def decode_n_tokens(
     *,
     padding_mask: torch.Tensor | None = None,
     prefix_len: int | None = None,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    params: SamplingParams = GREEDY,
     generator: torch.Generator | None = None,
     stop_ids: list[int] = (),
 ) -> Iterator[torch.Tensor]:
@@ -114,7 +97,7 @@ def decode_n_tokens(
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=logits.device)
     done = torch.zeros(B, dtype=torch.bool, device=logits.device)
     for i in range(n):
-        token = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+        token = sample(logits, params, generator)  # (B,)
         yield token
         done |= torch.isin(token, stop)
         if i == n - 1 or bool(done.all()):
@@ -136,9 +119,7 @@ def fill_masks_left_to_right(
     n: int,
     *,
     padding_mask: torch.Tensor | None = None,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    params: SamplingParams = GREEDY,
     generator: torch.Generator | None = None,
     stop_ids: list[int] = (),
 ) -> Iterator[torch.Tensor]:
@@ -155,7 +136,7 @@ def fill_masks_left_to_right(
         if padding_mask is not None:
             padding_mask = F.pad(padding_mask, (0, 1), value=True)
         logits = model(context, padding_mask=padding_mask)[:, -1]  # (B, V): the mask's slot
-        token = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+        token = sample(logits, params, generator)  # (B,)
         context[:, -1] = token
         yield token
         done |= torch.isin(token, stop)
@@ -171,13 +152,12 @@ def _fit_window(prompt: list[int], max_new_tokens: int, max_seq_len: int) -> tup
     return prompt[-(max_seq_len - n):], n
 
 
-def _check_request(model: Transformer, prompts: list[list[int]], temperature, top_k, top_p) -> None:
-    _check_sampling(temperature, top_k, top_p)
+def _check_request(model: Transformer, prompts: list[list[int]]) -> None:
     if model.cfg.family == "masked" and model.cfg.mask_id is None:
-        raise ValueError("a masked-family model generates by filling a <|mask|> appended to the text, and this "
+        raise InputError("a masked-family model generates by filling a <|mask|> appended to the text, and this "
                          "one's config has no mask_id: set ModelConfig.mask_id to the tokenizer's <|mask|> id")
     if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("generate needs at least one prompt token per prompt (e.g. the end-of-text id)")
+        raise InputError("generate needs at least one prompt token per prompt (e.g. the end-of-text id)")
 
 
 def _stop_ids(eos_id: int | list[int] | None) -> list[int]:
@@ -187,12 +167,12 @@ def _stop_ids(eos_id: int | list[int] | None) -> list[int]:
 
 
 @torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
-def _decode_rows(model, prompts, n, temperature, top_k, top_p, stop_ids, use_cache, seed, pad_id=0):
+def _decode_rows(model, prompts, n, params: SamplingParams, stop_ids, use_cache, pad_id=0):
     """Left-pad the prompts to one length and yield (B,) tokens per step (decode_n_tokens)."""
     if n == 0:
         return
     device = model.tok_embeddings.weight.device
-    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    generator = None if params.seed is None else torch.Generator(device=device).manual_seed(params.seed)
     width = max(len(p) for p in prompts)
     tokens = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)  # (B, P)
     padding_mask = None
@@ -201,8 +181,8 @@ def _decode_rows(model, prompts, n, temperature, top_k, top_p, stop_ids, use_cac
     # A prefix LM reads the whole prompt bidirectionally; left padding lines every prompt up to end at `width`.
     prefix_len = width if model.cfg.family == "prefix" else None
     if model.cfg.family == "masked":
-        yield from fill_masks_left_to_right(model, tokens, n, padding_mask=padding_mask, temperature=temperature,
-                                            top_k=top_k, top_p=top_p, generator=generator, stop_ids=stop_ids)
+        yield from fill_masks_left_to_right(model, tokens, n, padding_mask=padding_mask, params=params,
+                                            generator=generator, stop_ids=stop_ids)
         return
     cache = model.make_cache(batch_size=len(prompts), max_len=width + n) if use_cache else None
     if cache is not None:
@@ -211,29 +191,24 @@ def _decode_rows(model, prompts, n, temperature, top_k, top_p, stop_ids, use_cac
         logits = model(tokens, padding_mask=padding_mask, prefix_len=prefix_len)[:, -1]  # (B, V)
     yield from decode_n_tokens(
         model, logits, cache, tokens, n, padding_mask=padding_mask, prefix_len=prefix_len,
-        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, stop_ids=stop_ids,
+        params=params, generator=generator, stop_ids=stop_ids,
     )
 
 
 def generate_stream(
     model: Transformer,
     prompt_ids: list[int],
-    max_new_tokens: int,
+    params: SamplingParams = GREEDY,
     *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     eos_id: int | list[int] | None = None,
     use_cache: bool = True,
-    seed: int | None = None,
 ) -> Iterator[int]:
     """generate(), one token at a time as each is decoded (for streaming servers and chat).
     Bad arguments raise here, at the call, not at the first next()."""
-    _check_request(model, [list(prompt_ids)], temperature, top_k, top_p)
-    context, n = _fit_window(list(prompt_ids), max_new_tokens, model.cfg.max_seq_len)
+    _check_request(model, [list(prompt_ids)])
+    context, n = _fit_window(list(prompt_ids), params.max_new_tokens, model.cfg.max_seq_len)
     stop_ids = _stop_ids(eos_id)
-    return _stream_one(_decode_rows(model, [context], n, temperature, top_k, top_p, stop_ids, use_cache, seed),
-                       stop_ids)
+    return _stream_one(_decode_rows(model, [context], n, params, stop_ids, use_cache), stop_ids)
 
 
 def _stream_one(steps: Iterator[torch.Tensor], stop_ids: list[int]) -> Iterator[int]:
@@ -247,49 +222,36 @@ def _stream_one(steps: Iterator[torch.Tensor], stop_ids: list[int]) -> Iterator[
 def generate(
     model: Transformer,
     prompt_ids: list[int],
-    max_new_tokens: int,
+    params: SamplingParams = GREEDY,
     *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     eos_id: int | list[int] | None = None,
     use_cache: bool = True,
-    seed: int | None = None,
 ) -> list[int]:
-    """The new token ids after prompt_ids: at most max_new_tokens, ending with eos_id (or
-    the first of several) when the model emits it. temperature 0 is greedy; seed makes
-    sampling repeatable."""
-    return list(generate_stream(
-        model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        eos_id=eos_id, use_cache=use_cache, seed=seed,
-    ))
+    """The new token ids after prompt_ids: at most params.max_new_tokens, ending with eos_id
+    (or the first of several) when the model emits it."""
+    return list(generate_stream(model, prompt_ids, params, eos_id=eos_id, use_cache=use_cache))
 
 
 def generate_batch(
     model: Transformer,
     prompts: list[list[int]],
-    max_new_tokens: int,
+    params: SamplingParams = GREEDY,
     *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     eos_id: int | list[int] | None = None,
     use_cache: bool = True,
-    seed: int | None = None,
 ) -> list[list[int]]:
     """generate() for several prompts of different lengths in one batch: the prompts are
     left-padded, padding is masked out of attention and each row keeps its own positions,
     so greedy decoding gives every row what generate() gives it alone. Each row ends at its
     first eos_id (kept) or after max_new_tokens; the batch stops when every row has ended."""
     prompts = [list(p) for p in prompts]
-    _check_request(model, prompts, temperature, top_k, top_p)
-    fitted = [_fit_window(p, max_new_tokens, model.cfg.max_seq_len) for p in prompts]
+    _check_request(model, prompts)
+    fitted = [_fit_window(p, params.max_new_tokens, model.cfg.max_seq_len) for p in prompts]
     n = fitted[0][1]
     stop_ids = _stop_ids(eos_id)
     out: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
-    for tokens in _decode_rows(model, [c for c, _ in fitted], n, temperature, top_k, top_p, stop_ids,
-                               use_cache, seed):
+    for tokens in _decode_rows(model, [c for c, _ in fitted], n, params, stop_ids, use_cache):
         for row, token_id in enumerate(tokens.tolist()):
             if not done[row]:
                 out[row].append(token_id)
@@ -301,44 +263,34 @@ def generate_text(
     model: Transformer,
     tokenizer: "Tokenizer",
     prompt: str,
-    max_new_tokens: int = 256,
+    params: SamplingParams = GREEDY,
     *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     stop: list[str] | None = None,
     use_cache: bool = True,
-    seed: int | None = None,
 ) -> str:
     """The completion of prompt as text: ends at the end-of-text token (not included), at
-    the first stop string (not included), or after max_new_tokens."""
-    return generate_texts(model, tokenizer, [prompt], max_new_tokens, temperature=temperature, top_k=top_k,
-                          top_p=top_p, stop=stop, use_cache=use_cache, seed=seed)[0]
+    the first stop string (not included), or after params.max_new_tokens."""
+    return generate_texts(model, tokenizer, [prompt], params, stop=stop, use_cache=use_cache)[0]
 
 
 def generate_texts(
     model: Transformer,
     tokenizer: "Tokenizer",
     prompts: list[str],
-    max_new_tokens: int = 256,
+    params: SamplingParams = GREEDY,
     *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     stop: list[str] | None = None,
     use_cache: bool = True,
-    seed: int | None = None,
 ) -> list[str]:
     """generate_text() for several prompts in one batch (see generate_batch): each completion
     ends at end-of-text, at its first stop string, or after max_new_tokens."""
     eot = tokenizer.eot_id
     prompt_ids = [tokenizer.encode(p) or [eot] for p in prompts]  # an empty prompt starts a document
-    _check_request(model, prompt_ids, temperature, top_k, top_p)
-    fitted = [_fit_window(p, max_new_tokens, model.cfg.max_seq_len) for p in prompt_ids]
+    _check_request(model, prompt_ids)
+    fitted = [_fit_window(p, params.max_new_tokens, model.cfg.max_seq_len) for p in prompt_ids]
     ids: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
-    steps = _decode_rows(model, [c for c, _ in fitted], fitted[0][1], temperature, top_k, top_p, [eot],
-                         use_cache, seed)
+    steps = _decode_rows(model, [c for c, _ in fitted], fitted[0][1], params, [eot], use_cache)
     for tokens in steps:
         for row, token_id in enumerate(tokens.tolist()):
             if done[row]:

@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from model.atomic import discard_dir, publish_dir, staging_dir
 from model.checkpoint import TOKENIZER, CheckpointError, load_model, save_checkpoint
 from model.config import ROPE_SCALING_KEYS, ModelConfig
+from model.errors import InputError, MissingInput
 from model.tokenizer import EOT, MASK, PAD, SPECIAL_TOKENS, Tokenizer
 
 HF_WEIGHTS = "model.safetensors"
@@ -49,7 +51,7 @@ _TOP_KEYS = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight"
              "output.weight": "lm_head.weight"}
 
 
-class HFFormatError(ValueError):
+class HFFormatError(InputError):
     """A Hugging Face folder that is not a Llama checkpoint this module can read."""
 
 
@@ -212,19 +214,16 @@ def export_hf(checkpoint: str | Path, output: str | Path, dtype: torch.dtype | N
     tokenizer = Tokenizer.from_file(checkpoint / TOKENIZER) if (checkpoint / TOKENIZER).is_file() else None
     state = {k: v for k, v in model.state_dict().items()}
     weight_dtype = state["tok_embeddings.weight"].dtype
-    tmp = output.parent / f".{output.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(output)
     try:
         save_file(to_hf_state_dict(state, cfg), str(tmp / HF_WEIGHTS), metadata={"format": "pt"})
         _write_json(tmp / "config.json", hf_config(cfg, tokenizer, weight_dtype))
         if tokenizer is not None:
             _write_hf_tokenizer(tmp, checkpoint / TOKENIZER, tokenizer, cfg)
         _write_json(tmp / "generation_config.json", _generation_config(tokenizer))
-        shutil.rmtree(output, ignore_errors=True)
-        tmp.rename(output)
+        publish_dir(tmp, output)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_dir(tmp)
         raise
     return output
 
@@ -290,7 +289,7 @@ def import_hf(folder: str | Path, output: str | Path, dtype: torch.dtype | None 
     folder, output = Path(folder), Path(output)
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face model folder")
+        raise MissingInput(f"{folder} has no config.json: not a Hugging Face model folder")
     hf = json.loads(config_file.read_text())
     cfg = config_from_hf(hf)
     state = from_hf_state_dict(read_hf_weights(folder), cfg)

@@ -1,54 +1,30 @@
-"""The `ownlm` command: one subcommand per stage, `run` for the whole pipeline, and tools.
+"""The `ownlm` command: one table of commands, the parser built from it, and one way to report
+a mistake.
 
-A stage command without path options works in the storage root like `ownlm run`
-(skipping the stage when it is unchanged). Given paths (`ownlm tokenize --input
-DIR --output DIR`), it runs on exactly those, every time.
-
-Commands beyond the stages live in their own modules (listed in TOOL_MODULES),
-each with `register(subparsers, common)` that adds parsers whose `handler`
-default is a function `(cfg, args) -> int`.
+`COMMANDS` maps every command name to its record (pipeline/commands/command.py): `run`, one
+command per registered stage (pipeline/stages.py), `config`, and the tools. Each command's
+flags that set config keys or move layout locations are declared as data (pipeline/options.py)
+and resolved here, so no handler decodes flags itself. A `UserError` raised anywhere becomes
+one line on stderr and its exit code (2: bad usage or config; 1: bad input or a failed run).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from pipeline.stages import STAGES
+from model.errors import UsageError, UserError
+from pipeline.commands.cluster_tools import SUBMIT
+from pipeline.commands.command import Command, Invocation
+from pipeline.commands.eval_tools import ARENA, CONVERSATIONS, HUMANEVAL, LM_EVAL
+from pipeline.commands.model_tools import CHAT, EMBED, EXPORT, IMPORT
+from pipeline.commands.stage_commands import CONFIG, RUN, STAGE_COMMANDS
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.options import ConfigFlag, PathFlag
+from pipeline.stages import layout_for
 
-STAGE_HELP = {
-    "sample": "build the bundled sample corpus from this Python installation",
-    "curate": "read the raw sources, clean, filter, redact, deduplicate (Ray Data)",
-    "tokenizer": "train a byte-level BPE tokenizer on the curated text",
-    "tokenize": "tokenize and pack the curated text into training sequences (Ray Data)",
-    "train": "train the model with Ray Train (data parallel)",
-    "eval": "perplexity on the validation split and lm-eval tasks",
-    "generate": "generate text from the trained model",
-}
-
-# Path options per stage: (flag, layout location, help). Any of them switches to direct mode.
-STAGE_PATHS = {
-    "curate": [("--output", "curated", "folder for the curated shards, rejects/ and report.json")],
-    "tokenizer": [("--input", "curated", "curated folder to train on"),
-                  ("--output", "tokenizer", "folder for tokenizer.json")],
-    "tokenize": [("--input", "curated", "curated folder"), ("--tokenizer", "tokenizer", "tokenizer folder"),
-                 ("--output", "tokens", "folder for the packed shards and manifest")],
-    "train": [("--data", "tokens", "packed tokens folder (from `ownlm tokenize`)"),
-              ("--output", "model", "folder for the final checkpoint")],
-    "eval": [("--model", "model", "checkpoint folder"),
-             ("--data", "tokens", "packed tokens folder for perplexity"),
-             ("--output", "eval", "folder for results.json")],
-}
-# Stage options that are shorthands for --set.
-STAGE_SETTINGS = {
-    "tokenizer": [("--vocab-size", "tokenizer.vocab_size", int)],
-    "tokenize": [("--seq-len", "tokenize.seq_len", int)],
-    "eval": [("--tasks", "eval.tasks", str), ("--data-dir", "eval.data_dir", str), ("--limit", "eval.limit", int),
-             ("--num-fewshot", "eval.num_fewshot", int)],
-}
-
-TOOL_MODULES: list[str] = ["pipeline.commands.model_tools", "pipeline.commands.eval_tools",
-                           "pipeline.commands.cluster_tools"]
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    RUN, *STAGE_COMMANDS, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS, ARENA, SUBMIT,
+)}
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -67,112 +43,53 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ownlm", description="Build a private language model end to end on Ray.",
         epilog="Every command takes --config, --set and --root. Start with: ownlm run")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", parents=[common], help="the whole pipeline, skipping finished stages",
-                         description="Run every stage in order; stages whose inputs and config are unchanged "
-                                     "since their last run are skipped.")
-    run.add_argument("--from", dest="from_stage", choices=STAGES, metavar="STAGE",
-                     help=f"force this stage and every later one to run again ({', '.join(STAGES)})")
-    for stage in STAGES:
-        p = sub.add_parser(stage, parents=[common], help=STAGE_HELP[stage], description=STAGE_HELP[stage])
-        p.add_argument("--force", action="store_true", help="run even if unchanged since the last run")
-        if stage == "curate":
-            p.add_argument("--input", action="append", metavar="PATH", dest="inputs",
-                           help="a file, folder or glob to curate instead of data.sources (repeatable; "
-                                "format from the extension)")
-        for flag, location, text in STAGE_PATHS.get(stage, []):
-            p.add_argument(flag, metavar="DIR", dest=f"path_{location}", help=text)
-        for flag, key, kind in STAGE_SETTINGS.get(stage, []):
-            p.add_argument(flag, type=kind, dest=f"set_{key}", help=f"shorthand for --set {key}=...")
-        if stage == "generate":
-            p.add_argument("--model", metavar="CKPT", help="checkpoint folder (default: <root>/model)")
-            p.add_argument("--prompt", help="prompt text (default: generate.prompt)")
-    sub.add_parser("config", parents=[common], help="print the resolved config (after --set and --root)")
-    for name in TOOL_MODULES:
-        importlib.import_module(name).register(sub, common)
+    for command in COMMANDS.values():
+        p = sub.add_parser(command.name, parents=[common], help=command.help,
+                           description=command.description or command.help, epilog=command.epilog)
+        command.arguments(p)
+        for flag in command.flags:
+            flag.add_to(p)
     return parser
 
 
-def stage_overrides(args) -> list[str]:
-    """--vocab-size and friends as --set items, so they are validated like any other value."""
-    extra = []
-    for _, key, _ in STAGE_SETTINGS.get(args.command, []):
-        value = getattr(args, f"set_{key}", None)
-        if value is not None:
-            extra.append(f"{key}={value if key != 'eval.tasks' else '[' + value + ']'}")
-    return extra
+def load(command: Command, args: argparse.Namespace) -> Config:
+    """The config of a parsed command line: its file, `--set`, the command's config flags, `--root`."""
+    values = {}
+    for flag in command.flags:
+        if isinstance(flag, ConfigFlag):
+            values.update(flag.config_values(args))
+    return load_config(args.config, args.overrides, root=args.root, values=values)
+
+
+def invocation(command: Command, args: argparse.Namespace) -> Invocation:
+    cfg = load(command, args)
+    paths = {f.location: f.given(args) for f in command.flags if isinstance(f, PathFlag) and f.given(args)}
+    explicit = bool(paths) or any(f.given(args) is not None for f in command.flags
+                                  if isinstance(f, ConfigFlag) and f.explicit)
+    return Invocation(command, args, cfg, layout_for(cfg.root).with_paths(**paths), explicit, check_command_line)
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Parse and load an `ownlm` argument list as `main` would; a UsageError says what is wrong."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # argparse has printed what is wrong
+        raise UsageError("the ownlm command does not parse (see above)") from None
+    load(COMMANDS[args.command], args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline.config import ConfigError, dump_config, load_config
-
+    command = COMMANDS[args.command]
     try:
-        cfg = load_config(args.config, args.overrides + stage_overrides(args), root=args.root)
-    except ConfigError as e:
-        print(f"ownlm: {e}", file=sys.stderr)
-        return 2
-    if args.command == "config":
-        print(dump_config(cfg), end="")
-        return 0
-    try:
-        if hasattr(args, "handler"):
-            return args.handler(cfg, args)
-        if args.command == "generate" and (args.model or args.prompt is not None):
-            return _generate(cfg, args)
-        result = _run(cfg, args)
+        return command.run(invocation(command, args))
     except KeyboardInterrupt:
         print("\nownlm: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
         return 130
-    except user_errors() as e:
-        print(f"ownlm: error: {e}", file=sys.stderr)
-        return 1
-    _print_summary(cfg, result)
-    return 0
-
-
-def _run(cfg, args) -> dict:
-    from pipeline.layout import Layout
-    from pipeline.run import run_pipeline
-
-    if args.command == "run":
-        return run_pipeline(cfg, from_stage=args.from_stage)
-    paths = {k[len("path_"):]: v for k, v in vars(args).items() if k.startswith("path_") and v}
-    inputs = getattr(args, "inputs", None)
-    if not paths and not inputs:
-        return run_pipeline(cfg, from_stage=args.command if args.force else None, only=[args.command])
-    if inputs:
-        from pipeline.curate.sources import infer_source
-
-        sources = []
-        for path in inputs:
-            sources.append(infer_source(path, {s.name for s in sources}))
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": sources, "sample": False})})
-    layout = Layout(cfg.root).with_paths(**paths)
-    return run_pipeline(cfg, only=[args.command], layout=layout, direct=True)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by input or state, told in one line; anything else is a bug and keeps its traceback."""
-    from model.checkpoint import CheckpointError
-    from pipeline.curate.stage import CurateError
-    from pipeline.tokenize import TokenizeError
-    from pipeline.train.launch import TrainError
-
-    return (CurateError, TokenizeError, TrainError, CheckpointError, FileNotFoundError)
-
-
-def _generate(cfg, args) -> int:
-    """`ownlm generate --model CKPT --prompt TEXT`: stream a completion (pipeline/commands/model_tools.py)."""
-    from pipeline.commands.model_tools import generate_command
-
-    return generate_command(cfg, args)
-
-
-def _print_summary(cfg, result: dict) -> None:
-    ran = ", ".join(result["ran"]) or "nothing (all stages unchanged)"
-    print(f"\nownlm: ran {ran}. Output in {', '.join(result['outputs']) or result['layout'].root}")
-    if result.get("mlflow_ui"):
-        print(f"See runs, metrics and artifacts in MLflow:\n    {result['mlflow_ui']}")
+    except UserError as e:
+        # A config's problems are a list that names its file; anything else is one line.
+        print(f"ownlm: {e}" if isinstance(e, ConfigError) else f"ownlm: error: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

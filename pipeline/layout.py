@@ -1,7 +1,9 @@
 """Where each stage's files live under the storage root (one place, so no stage guesses).
 
-A command given explicit paths (`ownlm tokenize --input DIR --output DIR`) overrides single
-locations with `Layout.with_paths`; everything else stays under the root.
+The locations are declared by the stages that write them (`Stage.locations`, collected by
+pipeline/stages.py into `LOCATIONS`); a layout maps each to a folder under the root, or to a
+folder the user named: a command given explicit paths (`ownlm tokenize --input DIR --output
+DIR`) moves single locations with `with_paths`, and everything else stays under the root.
 """
 from __future__ import annotations
 
@@ -11,66 +13,58 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class Location:
+    """A folder a stage writes: its name in the layout (`layout.tokens`), its folder under the root,
+    and what it holds."""
+
+    name: str
+    folder: str
+    holds: str
+
+
+@dataclass(frozen=True)
 class Layout:
     root: Path
+    locations: tuple[Location, ...]
     overrides: tuple[tuple[str, Path], ...] = ()
 
     def with_paths(self, **paths: str | Path | None) -> "Layout":
         """A layout with some locations moved (None leaves a location where it is)."""
-        unknown = [k for k in paths if k not in LOCATIONS]
+        unknown = [k for k in paths if k not in self._folders]
         if unknown:
             raise KeyError(f"unknown layout location(s): {', '.join(unknown)}")
         moved = dict(self.overrides)
         moved.update({k: Path(v).expanduser().resolve() for k, v in paths.items() if v is not None})
         return dataclasses.replace(self, overrides=tuple(sorted(moved.items())))
 
-    def _at(self, name: str) -> Path:
-        return dict(self.overrides).get(name) or self.root / LOCATIONS[name]
-
     @property
-    def sample(self) -> Path:
-        """The bundled sample corpus, built from this Python installation."""
-        return self._at("sample")
+    def _folders(self) -> dict[str, str]:
+        return {loc.name: loc.folder for loc in self.locations}
 
-    @property
-    def curated(self) -> Path:
-        """Curated Parquet shards, `rejects/`, `report.json`."""
-        return self._at("curated")
+    def path(self, name: str) -> Path:
+        """The folder of location `name` (moved by `with_paths`, else under the root)."""
+        moved = dict(self.overrides).get(name)
+        if moved is not None:
+            return moved
+        try:
+            return self.root / self._folders[name]
+        except KeyError:
+            raise AttributeError(f"no layout location {name!r}; known: {', '.join(self._folders)}") from None
 
-    @property
-    def tokenizer(self) -> Path:
-        """`tokenizer.json`."""
-        return self._at("tokenizer")
-
-    @property
-    def tokens(self) -> Path:
-        """Packed token shards: `train/`, `val/`, `manifest.json` (and a copy of the tokenizer)."""
-        return self._at("tokens")
-
-    @property
-    def train_runs(self) -> Path:
-        """Ray Train's storage path: run folders with their checkpoints."""
-        return self._at("train_runs")
-
-    @property
-    def model(self) -> Path:
-        """The final checkpoint (loadable by `model.checkpoint.load_model`)."""
-        return self._at("model")
-
-    @property
-    def eval(self) -> Path:
-        """Evaluation results JSON and the generated sample."""
-        return self._at("eval")
+    def __getattr__(self, name: str) -> Path:
+        # `layout.tokens` reads better than `layout.path("tokens")` at the many call sites.
+        if name.startswith("_") or name in ("root", "locations", "overrides"):
+            raise AttributeError(name)
+        return self.path(name)
 
     @property
     def state(self) -> Path:
-        """One JSON per finished stage: its fingerprint and outputs, for skipping reruns."""
+        """One JSON per finished stage: its fingerprint and summary, for skipping reruns."""
         return self.root / "state"
 
     def expand(self, path: str) -> str:
-        """Expand `{root}` and `{sample}` in a configured path."""
-        return path.replace("{root}", str(self.root)).replace("{sample}", str(self.sample))
-
-
-LOCATIONS = {"sample": "sample", "curated": "curated", "tokenizer": "tokenizer", "tokens": "tokens",
-             "train_runs": "train", "model": "model", "eval": "eval"}
+        """Expand `{root}` and `{<location>}` (such as `{sample}`) in a configured path."""
+        path = path.replace("{root}", str(self.root))
+        for name in self._folders:
+            path = path.replace("{" + name + "}", str(self.path(name)))
+        return path

@@ -16,8 +16,11 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+
+from model.errors import MissingInput
 
 MANIFEST = "manifest.json"
 
@@ -36,7 +39,7 @@ class Manifest:
     def read(cls, tokens_dir: str | Path) -> "Manifest":
         path = Path(tokens_dir) / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run `ownlm tokenize` first")
+            raise MissingInput(f"{path} not found: run `ownlm tokenize` first")
         return cls(**json.loads(path.read_text()))
 
     def write(self, tokens_dir: str | Path) -> None:
@@ -93,11 +96,18 @@ class PackedSplit:
             out[sel] = self._shards[s][indices[sel] - self._offsets[s]]
         return out
 
-    def batches(self, batch_size: int, max_batches: int | None = None):
+    def batches(self, batch_size: int, max_batches: int | None = None) -> Iterator[np.ndarray]:
         """In order, for evaluation: yields int64 arrays (b, seq_len + 1)."""
-        n = len(self)
-        for i, start in enumerate(range(0, n, batch_size)):
+        yield from self._batches_of(np.arange(len(self)), batch_size, max_batches)
+
+    def source_batches(self, batch_size: int, max_batches: int | None = None) -> dict[str, Iterator[np.ndarray]]:
+        """Each source's rows in order, in batches of its own (at most max_batches per source)."""
+        return {source: self._batches_of(indices, batch_size, max_batches)
+                for source, indices in self.source_rows().items()}
+
+    def _batches_of(self, indices: np.ndarray, batch_size: int, max_batches: int | None) -> Iterator[np.ndarray]:
+        for i, start in enumerate(range(0, len(indices), batch_size)):
             if max_batches is not None and i >= max_batches:
                 return
-            yield self.rows(np.arange(start, min(start + batch_size, n)))
+            yield self.rows(indices[start: start + batch_size])
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from model.errors import MissingInput
+
 TASKS_DIR = Path(__file__).resolve().parent
 BENCHMARK_SAMPLES = TASKS_DIR / "benchmarks"
 
@@ -42,7 +44,7 @@ def resolve_template(template: Path, data_dir: Path = TASKS_DIR) -> dict:
         if not path.is_absolute():
             path = data_dir / path
         if not path.is_file():
-            raise FileNotFoundError(f"task {cfg.get('task')!r}: data file {path} is missing")
+            raise MissingInput(f"task {cfg.get('task')!r}: data file {path} is missing")
         files[split] = str(path)
     return cfg
 

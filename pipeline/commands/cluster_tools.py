@@ -11,32 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-
-def register(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "submit", parents=[common], help="run an ownlm command on a Ray cluster as a Ray Job",
-        description="Submit COMMAND as a Ray Job, stream its logs and exit with its outcome (0 when it "
-                    "succeeded). An ownlm COMMAND has its config checked here first. The cluster needs ownlm "
-                    "installed, or --working-dir . with --pip to ship it. With token authentication (Ray's "
-                    "default) set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN or "
-                    "~/.ray/auth_token).",
-        epilog="Example: ownlm submit --address http://head:8265 -- ownlm train --config my.yaml "
-               "--set train.num_workers=8 --set train.use_gpu=true")
-    p.add_argument("--address", help="the cluster's dashboard URL, e.g. http://head:8265 (default: RAY_ADDRESS)")
-    p.add_argument("--working-dir", metavar="DIR", help="upload this folder as the job's working directory "
-                                                        "(without .git, .venv, outputs and data files)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment variable for the job (repeatable)")
-    p.add_argument("--pip", action="append", default=[], metavar="PACKAGE",
-                   help="pip package to install for the job (repeatable)")
-    p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop the job after this many seconds")
-    p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                   help="the command to run on the cluster, after --")
-    p.set_defaults(handler=submit_command)
+from cluster.submit import submit
+from model.errors import UsageError, UserError
+from pipeline.commands.command import Command, Invocation
 
 
 def ownlm_arguments(command: list[str]) -> list[str] | None:
@@ -48,51 +27,56 @@ def ownlm_arguments(command: list[str]) -> list[str] | None:
     return None
 
 
-def check_ownlm_command(args: list[str]) -> str | None:
-    """Parse and validate an ownlm command line as the job will; the problem in one message, or None."""
-    from pipeline.cli import build_parser, stage_overrides
-    from pipeline.config import ConfigError, load_config
-
-    try:
-        parsed = build_parser().parse_args(args)
-    except SystemExit:  # argparse has printed what is wrong
-        return "the ownlm command does not parse (see above)"
-    if parsed.command == "submit":
-        return "the job would submit another job: give the command to run on the cluster"
-    try:
-        load_config(parsed.config, parsed.overrides + stage_overrides(parsed), root=parsed.root)
-    except ConfigError as e:
-        return str(e)
-    return None
-
-
-def submit_command(cfg, args) -> int:
-    from cluster.submit import submit
-
+def submit_command(inv: Invocation) -> int:
+    args = inv.args
     command = args.job[1:] if args.job[:1] == ["--"] else args.job
     if not command:
-        print("ownlm submit: give the command after --, e.g. ownlm submit --address http://head:8265 -- "
-              "ownlm train", file=sys.stderr)
-        return 2
+        raise UsageError("submit: give the command after --, e.g. ownlm submit --address http://head:8265 -- "
+                         "ownlm train")
     inner = ownlm_arguments(command)
     if inner is not None:
-        problem = check_ownlm_command(inner)
-        if problem:
-            print(f"ownlm submit: not submitted: {problem}", file=sys.stderr)
-            return 2
+        if inner[:1] == ["submit"]:
+            raise UsageError("submit: not submitted: the job would submit another job: give the command to run "
+                             "on the cluster")
+        try:
+            inv.check_command_line(inner)
+        except UsageError as e:
+            raise UsageError(f"submit: not submitted: {e}") from e
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:
-        print("ownlm submit: no cluster: give --address http://head:8265 or set RAY_ADDRESS", file=sys.stderr)
-        return 2
+        raise UsageError("submit: no cluster: give --address http://head:8265 or set RAY_ADDRESS")
     bad_env = [item for item in args.env if "=" not in item]
     if bad_env:
-        print(f"ownlm submit: --env takes KEY=VALUE, got {bad_env}", file=sys.stderr)
-        return 2
+        raise UsageError(f"submit: --env takes KEY=VALUE, got {bad_env}")
     env_vars = dict(item.split("=", 1) for item in args.env)
     try:
         result = submit(command, address=address, working_dir=args.working_dir, env_vars=env_vars,
                         pip=args.pip or None, wait=not args.no_wait, timeout_s=args.timeout)
     except ConnectionError as e:
-        print(f"ownlm submit: cannot reach the cluster at {address}: {e}", file=sys.stderr)
-        return 1
+        raise UserError(f"submit: cannot reach the cluster at {address}: {e}") from e
     return 0 if args.no_wait or result.status == "SUCCEEDED" else 1
+
+
+def _submit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="the cluster's dashboard URL, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    p.add_argument("--working-dir", metavar="DIR", help="upload this folder as the job's working directory "
+                                                        "(without .git, .venv, outputs and data files)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment variable for the job (repeatable)")
+    p.add_argument("--pip", action="append", default=[], metavar="PACKAGE",
+                   help="pip package to install for the job (repeatable)")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop the job after this many seconds")
+    p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                   help="the command to run on the cluster, after --")
+
+
+SUBMIT = Command(
+    name="submit", help="run an ownlm command on a Ray cluster as a Ray Job", run=submit_command,
+    arguments=_submit_arguments,
+    description="Submit COMMAND as a Ray Job, stream its logs and exit with its outcome (0 when it succeeded). An "
+                "ownlm COMMAND has its config checked here first. The cluster needs ownlm installed, or "
+                "--working-dir . with --pip to ship it. With token authentication (Ray's default) set "
+                "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token).",
+    epilog="Example: ownlm submit --address http://head:8265 -- ownlm train --config my.yaml "
+           "--set train.num_workers=8 --set train.use_gpu=true")

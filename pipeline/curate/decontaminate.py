@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.curate.config import DecontaminateConfig
+from evaluation.tasks import TASKS_DIR
+from pipeline.config.curate import DecontaminateConfig
 from pipeline.curate.records import KEPT, CurateError, set_column, with_meta
 
 _WORD = re.compile(r"\w+")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-TASKS_DIR = Path(__file__).resolve().parents[2] / "evaluation" / "tasks"
 
 
 @dataclass(frozen=True)

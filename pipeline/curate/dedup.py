@@ -26,10 +26,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.curate.config import DedupConfig
+from pipeline.config.curate import DedupConfig
 from pipeline.curate.minhash import BANDS_COLUMN, EXACT_COLUMN, batch_shingles, jaccard, lsh_params
 from pipeline.curate.records import KEPT
-from pipeline.curate.shards import UID
+from pipeline.curate.shards import UID, shard_name
 
 PART = "_part"
 ORDER = ["id", "source", "_loc"]
@@ -369,6 +369,4 @@ def _no_verdicts() -> pa.Table:
 
 
 def clean_paths(folder: Path, indices: list[int]) -> dict[int, str]:
-    from pipeline.curate.shards import shard_name
-
     return {i: str(folder / f"{shard_name(i)}.parquet") for i in indices}

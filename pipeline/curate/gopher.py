@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.curate.config import GopherQualityConfig, GopherRepetitionConfig
+from pipeline.config.curate import GopherQualityConfig, GopherRepetitionConfig
 from pipeline.curate.textstats import TextView, duplicates
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})

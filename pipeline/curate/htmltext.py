@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from model.errors import MissingPackage
+
 # Elements whose content is never main text.
 _SKIP = frozenset("script style noscript template nav header footer aside svg iframe form button "
                   "select object canvas head".split())
@@ -131,7 +133,7 @@ def extract(html: str, extractor: str = "builtin") -> tuple[str, str]:
         try:
             import trafilatura
         except ImportError as e:
-            raise RuntimeError(f"curate.read extractor 'trafilatura' cannot be imported ({e}): "
+            raise MissingPackage(f"curate.read extractor 'trafilatura' cannot be imported ({e}): "
                                "pip install 'ownlm[trafilatura]' (trafilatura and lxml_html_clean)") from e
         text = trafilatura.extract(html, include_comments=False, include_tables=True, deduplicate=False,
                                    with_metadata=False) or ""

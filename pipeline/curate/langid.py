@@ -15,19 +15,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.curate.config import LanguageConfig
+from pipeline.config.curate import LanguageConfig
 from pipeline.curate.records import KEPT, kept_mask, set_column, with_meta
 
 UNKNOWN = "unknown"
 LANG_COLUMN = "_lang"
-
-
-def unknown_codes(codes: list[str]) -> list[str]:
-    """The codes among `codes` that are not ISO 639-1 codes lingua knows."""
-    from lingua import Language
-
-    known = {language.iso_code_639_1.name.lower() for language in Language.all()}
-    return sorted({c for c in codes if c.lower() not in known})
 
 
 @functools.lru_cache(maxsize=4)

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.curate.config import FuzzyDedupConfig
+from pipeline.config.curate import FuzzyDedupConfig
 from pipeline.curate.records import kept_mask, set_column
 
 EXACT_COLUMN = "_exact"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.curate.config import NormalizeConfig
+from pipeline.config.curate import NormalizeConfig
 from pipeline.curate.records import kept_mask, set_column
 
 _LINE_BREAKS = re.compile(r"\r\n|[\r\x85\u2028\u2029]")

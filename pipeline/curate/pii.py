@@ -32,7 +32,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from pipeline.curate.config import PII_KINDS, PiiConfig
+from pipeline.config.curate import PII_KINDS, PiiConfig
 from pipeline.curate.records import kept_mask, set_column
 
 PLACEHOLDERS = {kind: f"<{kind.upper()}>" for kind in PII_KINDS}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipeline.curate.config import CodeRulesConfig, QualityConfig
+from pipeline.config.curate import CodeRulesConfig, QualityConfig
 from pipeline.curate.gopher import gopher_quality, gopher_repetition
 from pipeline.curate.records import KEPT, set_column
 from pipeline.curate.textstats import TextView

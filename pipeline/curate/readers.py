@@ -33,17 +33,22 @@ moving the storage root.
 """
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from pipeline.config import SourceConfig
-from pipeline.curate.config import ReadConfig
-from pipeline.curate.records import BORN, KEPT, RAW_BYTES, doc_id, dump_meta, make_batch, set_column
+from pipeline.config import SOURCE_FORMATS, SourceConfig
+from pipeline.config.curate import ReadConfig
+from pipeline.curate.fileref import FileRef
+from pipeline.curate.htmltext import extract
+from pipeline.curate.records import BORN, KEPT, RAW_BYTES, make_batch, set_column
+from pipeline.curate.sources import relative
 from pipeline.curate.streams import READ_ERRORS, open_stream, read_chunk
+from pipeline.curate.warc import read_warc
 
 VENDORED_DIRS = frozenset({"site-packages", "dist-packages", "vendor", "vendored", "_vendor",
                            "node_modules", "third_party", "third-party", "bower_components"})
@@ -69,38 +74,9 @@ BATCH_BYTES = 16 << 20
 """A batch is flushed at this many rows or this many bytes of text, whichever comes first."""
 
 
-@dataclass(frozen=True)
-class FileRef:
-    """One input file of a source, as a reader sees it."""
-
-    source: SourceConfig
-    filesystem: pafs.FileSystem
-    path: str
-    rel: str
-    """The path relative to the source folder: in `meta`, in the locator and so in default ids."""
-    size: int
-    cfg: ReadConfig
-
-    def row(self, text: str, locator: str, reason: str = KEPT, raw: int | None = None, own_id=None,
-            fields: dict | None = None, **meta) -> dict:
-        """A document row of this file: `fields` (a record's own, any names) and `meta` go into `meta`,
-        with `path` (ours win); the id is the record's own or derived from the locator."""
-        meta = {**(fields or {}), **meta, "path": self.rel}
-        own = str(own_id) if own_id not in (None, "") else None
-        return {"id": own or doc_id(self.source.name, locator), "text": text, "source": self.source.name,
-                "kind": self.source.kind, "meta": dump_meta(meta), "reason": reason, "_loc": locator,
-                RAW_BYTES: len(text.encode("utf-8", "replace")) if raw is None else raw}
-
-    def reject(self, reason: str, at: str | None = None, raw: int = 0, text: str = "", **meta) -> dict:
-        """A reject for the file as a whole (`at` names a place in it, to keep locators unique)."""
-        return self.row(text, self.rel if at is None else f"{self.rel}@{at}", reason, raw, **meta)
-
-
 def read_files(source: SourceConfig, filesystem: pafs.FileSystem, base: str, files: list[tuple[str, int]],
                cfg: ReadConfig) -> Iterator[pa.Table]:
     """Document rows of `files` (path, size) of one source, in batches, file by file in order."""
-    from pipeline.curate.sources import relative
-
     reader = READERS[source.format]
     rows, nbytes = [], 0
     for path, size in files:
@@ -231,8 +207,6 @@ def parse_line(ref: FileRef, raw: bytes, line: int) -> dict:
 
 
 def read_parquet(ref: FileRef) -> Iterator[dict]:
-    import pyarrow.parquet as pq
-
     with ref.filesystem.open_input_file(ref.path) as f:  # Parquet needs random access
         row = 0
         for rb in pq.ParquetFile(f).iter_batches(batch_size=1024):
@@ -301,16 +275,12 @@ def read_whole_file(ref: FileRef) -> Iterator[dict]:
         return
     text, reason = decode(data)
     if fmt == "html" and not reason:
-        from pipeline.curate.htmltext import extract
-
         meta["title"], text = extract(text, ref.cfg.html_extractor)
     yield ref.row(text, ref.rel, reason, len(data), **meta)
 
 
 def pdf_row(ref: FileRef, data: bytes, meta: dict) -> dict:
     """A PDF's text (pypdf), pages joined by blank lines; `pdf_error` when it cannot be read."""
-    import io
-
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -328,13 +298,8 @@ def pdf_row(ref: FileRef, data: bytes, meta: dict) -> dict:
     return ref.row("\n\n".join(p.strip() for p in pages if p.strip()), ref.rel, KEPT, len(data), **meta)
 
 
-def _read_warc(ref: FileRef) -> Iterator[dict]:
-    from pipeline.curate.warc import read_warc
-
-    return read_warc(ref)
-
-
 READERS: dict[str, Callable[[FileRef], Iterator[dict]]] = {
-    "jsonl": read_jsonl, "parquet": read_parquet, "warc": _read_warc,
+    "jsonl": read_jsonl, "parquet": read_parquet, "warc": read_warc,
     **{fmt: read_whole_file for fmt in WHOLE_FILE_FORMATS},
 }
+assert set(READERS) == set(SOURCE_FORMATS), "one reader per source format (pipeline/config/data.py)"

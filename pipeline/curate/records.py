@@ -15,6 +15,8 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from model.errors import UserError
+
 KEPT = ""
 """The `reason` of a row that is still in."""
 
@@ -42,7 +44,7 @@ OUTPUT_COLUMNS = ("id", "text", "source", "kind", "meta")
 REJECT_COLUMNS = OUTPUT_COLUMNS + ("reason",)
 
 
-class CurateError(RuntimeError):
+class CurateError(UserError, RuntimeError):
     """A source that cannot be curated (missing path, no files, no documents): told in one line."""
 
 

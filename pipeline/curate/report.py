@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.curate.config import PII_KINDS
+from pipeline.config.curate import PII_KINDS
 from pipeline.curate.langid import LANG_COLUMN
 from pipeline.curate.pii import pii_column
 from pipeline.curate.records import BORN, KEPT, RAW_BYTES, text_bytes

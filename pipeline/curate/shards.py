@@ -29,10 +29,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.config import SourceConfig
-from pipeline.curate.config import CurateConfig
+from pipeline.config.curate import CurateConfig
+from pipeline.curate.readers import read_files
 from pipeline.curate.records import KEPT, OUTPUT_COLUMNS, REJECT_COLUMNS, set_column, with_meta
 from pipeline.curate.report import Tally, mark_step
 from pipeline.curate.sources import SourceFiles
+from pipeline.curate.split import mark_born
 
 UID = "_uid"
 """A row's number in the clean pass: shard index << 32 | row within the shard (unique, compact)."""
@@ -127,8 +129,6 @@ def clean_shard(spec: ShardSpec, cfg: CurateConfig, steps: list[tuple[str, Calla
                 out: Path) -> dict:
     """Read one shard, run the per-document steps (each then counted for the report) and the dedup
     key step, write every row to `out`; returns a summary (rows, CPU seconds per step)."""
-    from pipeline.curate.readers import read_files
-
     timer = Timer()
     offset = spec.index << 32
 
@@ -182,8 +182,6 @@ def apply_verdicts(batch: pa.Table, verdicts: pa.Table | None, reason: str) -> p
 
 def apply_mixture(batch: pa.Table, weight: float) -> pa.Table:
     """Up- or down-sample the kept rows of one source (copies keep their id; meta `copy` numbers them)."""
-    from pipeline.curate.split import mark_born
-
     if weight == 1.0:
         return batch
     kept = pc.equal(batch["reason"], KEPT).to_pylist()

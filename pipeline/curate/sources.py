@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from pipeline.config import SourceConfig
+from pipeline.config import SOURCE_FORMATS, SourceConfig
 from pipeline.curate.records import CurateError
 from pipeline.layout import Layout
 
@@ -27,6 +27,7 @@ EXTENSIONS = {
     "pdf": (".pdf",),
     "code": None,
 }
+assert set(EXTENSIONS) == set(SOURCE_FORMATS), "one extension list per source format (pipeline/config/data.py)"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -150,14 +151,10 @@ def _glob_regex(pattern: str) -> re.Pattern:
 
 # ---------------------------------------------------------------- `ownlm curate --input PATH`
 
-_FORMAT_BY_SUFFIX = [
-    (EXTENSIONS["jsonl"], "jsonl", "web"),
-    (EXTENSIONS["parquet"], "parquet", "web"),
-    (EXTENSIONS["warc"], "warc", "web"),
-    (EXTENSIONS["html"], "html", "web"),
-    (EXTENSIONS["text"], "text", "prose"),
-    (EXTENSIONS["pdf"], "pdf", "paper"),
-]
+INPUT_KINDS = {"jsonl": "web", "parquet": "web", "warc": "web", "html": "web", "text": "prose", "pdf": "paper",
+               "code": "code"}
+"""The kind a bare `--input PATH` of each format gets."""
+_FORMAT_BY_SUFFIX = [(EXTENSIONS[fmt], fmt, INPUT_KINDS[fmt]) for fmt in SOURCE_FORMATS if EXTENSIONS[fmt]]
 
 
 def infer_source(path: str, taken_names: set[str] = frozenset()) -> SourceConfig:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.curate.config import SplitConfig
+from pipeline.config.curate import SplitConfig
 from pipeline.curate.records import BORN, KEPT, RAW_BYTES, set_column, with_meta
+from pipeline.curate.report import STEP_PREFIX
 
 _SEPARATORS = ("\n\n", "\n", " ")
 
@@ -96,8 +97,6 @@ class SplitLong:
 def mark_born(batch: pa.Table, first: pa.Array, step: str) -> pa.Table:
     """Rows where `first` is false are new (born at `step`): no input bytes, and -1 (not there) in
     the report's columns of the steps before."""
-    from pipeline.curate.report import STEP_PREFIX
-
     batch = set_column(batch, RAW_BYTES, pc.if_else(first, batch[RAW_BYTES], 0), pa.int64())
     batch = set_column(batch, BORN, pc.if_else(first, batch[BORN], step), pa.string())
     for name in batch.column_names:

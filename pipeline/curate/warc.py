@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from pipeline.curate.readers import FileRef
+from pipeline.curate.fileref import FileRef
+from pipeline.curate.htmltext import extract
 from pipeline.curate.streams import PositionTracking, open_stream
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -65,8 +66,6 @@ def response_row(ref: FileRef, record) -> dict:
     body = record.reader.read()
     if len(body) < expected:  # an uncompressed file cut inside this record
         return ref.row("", locator, "truncated", len(body), own_id, **meta, expected_bytes=expected)
-    from pipeline.curate.htmltext import extract
-
     html = decode_html(body, content_type)
     meta["title"], text = extract(html, ref.cfg.warc_extractor)
     return ref.row(text, locator, "", len(body), own_id, **meta)

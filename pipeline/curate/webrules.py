@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.curate.config import C4Config, FineWebConfig
+from pipeline.config.curate import C4Config, FineWebConfig
 from pipeline.curate.textstats import TERMINAL_PUNCTUATION, TextView, duplicates
 
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)

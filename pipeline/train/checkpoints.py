@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from model.atomic import discard_dir, publish_dir, staging_dir
+from model.checkpoint import load_model, load_train_state, save_checkpoint
+from model.config import ModelConfig
+from model.transformer import Transformer
 from pipeline.train.parallel import is_sharded, unwrap
 
 DCP_DIR, DCP_META, TRAIN_STATE, TOKENIZER = "dcp", "dcp.json", "train_state.pt", "tokenizer.json"
@@ -64,8 +67,6 @@ def all_rng_states(device: torch.device) -> list[dict]:
 
 def save(path: Path, model, optimizer, progress: dict, *, model_config, tokenizer_path: str, metadata: dict,
          rank: int, device: torch.device) -> Path | None:
-    from model.checkpoint import save_checkpoint
-
     state = {**progress, "rng": all_rng_states(device)}
     if not is_sharded(model):
         if rank != 0:
@@ -92,8 +93,6 @@ def save(path: Path, model, optimizer, progress: dict, *, model_config, tokenize
 
 def load(path: Path, model, optimizer, *, rank: int, device: torch.device) -> dict:
     """Restore weights, optimizer and this rank's RNG states; returns the saved progress."""
-    from model.checkpoint import load_model, load_train_state
-
     path = Path(path)
     if is_sharded(model) != is_distributed_checkpoint(path):
         kind = "a distributed (fsdp2)" if is_distributed_checkpoint(path) else "a plain (ddp)"
@@ -127,32 +126,26 @@ def export_model(src: str | Path, dst: str | Path) -> Path:
     config.json + tokenizer + train_state.pt (progress without the sharded optimizer state).
     """
     src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
     if is_distributed_checkpoint(src):
-        from model.checkpoint import save_checkpoint
-
+        # One model checkpoint written and published whole by save_checkpoint.
         model, config, meta = load_distributed_weights(src)
         state = torch.load(src / TRAIN_STATE, map_location="cpu", weights_only=False)
         state.pop("rng", None)
-        save_checkpoint(tmp, model, config, tokenizer_path=src / TOKENIZER, train_state=state,
+        save_checkpoint(dst, model, config, tokenizer_path=src / TOKENIZER, train_state=state,
                         metadata=meta["metadata"])
-    else:
-        shutil.copytree(src, tmp)
-    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
-    return dst
+        return dst
+    tmp = staging_dir(dst)
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        return publish_dir(tmp, dst)
+    except BaseException:
+        discard_dir(tmp)
+        raise
 
 
 def load_distributed_weights(path: str | Path):
     """(Transformer, ModelConfig, dcp.json) from a distributed checkpoint, in one process."""
     import torch.distributed.checkpoint as dcp
-
-    from model.config import ModelConfig
-    from model.transformer import Transformer
 
     path = Path(path)
     meta = json.loads((path / DCP_META).read_text())

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from model.errors import UserError
+from model.tokenizer import Tokenizer
 from pipeline.config import Config, TrainConfig
 from pipeline.packed import Manifest
 from pipeline.train.checkpoints import export_model
@@ -18,13 +20,11 @@ from pipeline.train.faults import forwarded_env
 from pipeline.train.loop import STOP_NON_FINITE, TrainJob, train_loop_per_worker
 
 
-class TrainError(RuntimeError):
-    pass
+class TrainError(UserError, RuntimeError):
+    """Training that cannot start (its inputs do not fit together) or that failed: told in one line."""
 
 
 def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
-    from model.tokenizer import Tokenizer
-
     manifest = Manifest.read(tokens_dir)
     tokenizer_path = Path(tokens_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():

@@ -17,12 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.config import ModelConfig, flops_per_token
+from model.objectives import loss_terms, training_loss
+from model.transformer import Transformer
+from pipeline.config import TrainConfig
 from pipeline.packed import PackedSplit
+from pipeline.tracking import RemoteMetricLogger
 from pipeline.train import checkpoints, parallel
 from pipeline.train.data import Position, ShuffledBatches
 from pipeline.train.faults import KillWorker
 from pipeline.train.metrics import Window, device_peak_flops, peak_memory_bytes, progress_line
 from pipeline.train.schedule import build_optimizer, lr_at
+from pipeline.train.session import RaySession
 
 STOP_NON_FINITE, STOP_EARLY = "non_finite", "early_stopping"
 
@@ -65,8 +71,6 @@ class Progress:
 
 def train_loop_per_worker(job_dict: dict) -> dict:
     """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`."""
-    from pipeline.train.session import RaySession
-
     _quiet_ray_train_reports()
     return Trainer(TrainJob(**job_dict), RaySession()).fit()
 
@@ -86,11 +90,6 @@ class Trainer:
     def __init__(self, job: TrainJob, session):
         """session: a pipeline.train.session.RaySession (or LocalSession): rank, world, device,
         resume_dir(), report(), where()."""
-        from model.config import ModelConfig, flops_per_token
-        from model.transformer import Transformer
-        from pipeline.config import TrainConfig
-        from pipeline.tracking import RemoteMetricLogger
-
         self.job, self.session = job, session
         rank, world, device = session.rank, session.world, session.device
         self.rank, self.world, self.device = rank, world, device
@@ -175,8 +174,6 @@ class Trainer:
         """One optimizer step over grad_accum_steps micro-batches. Returns (loss of this worker,
         global gradient norm, whether an epoch ended); the optimizer does not step on a
         non-finite gradient norm, which any worker's non-finite loss makes global."""
-        from model.objectives import training_loss
-
         tc, p = self.tc, self.progress
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -294,8 +291,6 @@ def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank:
     collectively in each), a worker without rows left on a dummy row that counts for nothing.
 
     Objectives that draw random masks use a fixed seed, so every validation scores the same task."""
-    from model.objectives import loss_terms
-
     pad_id = split.pad_id if pad_id is None else pad_id
     model.eval()
     n_rows = min(len(split), batch_size * max_batches * world)

@@ -87,21 +87,22 @@ def test_arena_command_with_a_judge_then_ratings(tmp_path, checkpoint, capsys):
     assert "first" in table and "second" in table and "95% CI" in table
 
 
-def test_arena_command_errors(tmp_path, capsys):
-    assert main(["arena", "--root", str(tmp_path), *NO_TRACKING, "--model", "only=x"]) == 1
+def test_arena_command_errors_are_usage_errors(tmp_path, capsys):
+    assert main(["arena", "--root", str(tmp_path), *NO_TRACKING, "--model", "only=x"]) == 2
     assert "two or more" in capsys.readouterr().err
-    assert main(["arena", "--root", str(tmp_path), *NO_TRACKING, "--model", "bad"]) == 1
+    assert main(["arena", "--root", str(tmp_path), *NO_TRACKING, "--model", "bad"]) == 2
     assert "NAME=CKPT" in capsys.readouterr().err
 
 
 def test_eval_stage_options_are_config_shorthands(tmp_path, capsys):
     assert main(["config", "--set", "eval.limit=5"]) == 0
-    from pipeline.cli import build_parser, stage_overrides
+    from pipeline.cli import COMMANDS, build_parser, load
 
     args = build_parser().parse_args(["eval", "--data-dir", "bundled", "--num-fewshot", "5", "--limit", "3",
-                                      "--tasks", "arc_easy,mmlu"])
-    assert sorted(stage_overrides(args)) == sorted(["eval.tasks=[arc_easy,mmlu]", "eval.data_dir=bundled",
-                                                    "eval.limit=3", "eval.num_fewshot=5"])
+                                      "--tasks", "arc_easy,mmlu", "--set", "eval.limit=9"])
+    e = load(COMMANDS["eval"], args).eval
+    # Typed values, validated like the config file's; a flag wins over --set.
+    assert (e.tasks, e.data_dir, e.limit, e.num_fewshot) == (["arc_easy", "mmlu"], "bundled", 3, 5)
 
 
 def test_evaluate_checkpoint_with_every_part(tmp_path, checkpoint):

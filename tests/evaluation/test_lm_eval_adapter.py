@@ -86,9 +86,10 @@ def test_empty_context_conditions_on_end_of_text(lm, checkpoint):
 
 def test_is_greedy_exactly_when_the_continuation_is_the_argmax(lm, checkpoint):
     from model.generate import generate
+    from model.sampling import SamplingParams
 
     ctx = checkpoint.tokenizer.encode("def push(self, item):")
-    greedy = generate(checkpoint.model, ctx, 3, temperature=0.0)
+    greedy = generate(checkpoint.model, ctx, SamplingParams(max_new_tokens=3))
     other = greedy[:-1] + [(greedy[-1] + 1) % checkpoint.model.cfg.vocab_size]
     (s_greedy, is_greedy), (s_other, is_other) = lm._loglikelihood_tokens(
         [(None, ctx, greedy), (None, ctx, other)])

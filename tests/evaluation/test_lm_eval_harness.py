@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from evaluation.harness import TaskNotFound, flatten_metrics, metric_name, run_lm_eval
+from evaluation.harness import TaskNotFound, flatten_metrics, run_lm_eval, task_metric_name
 
 
 def test_metric_names_are_mlflow_safe():
-    assert metric_name("ownlm_pyfacts", "acc,none") == "eval/ownlm_pyfacts/acc"
-    assert metric_name("gsm8k", "exact_match,strict-match") == "eval/gsm8k/exact_match/strict-match"
-    assert metric_name("t", "acc_stderr,none") == "eval/t/acc_stderr"
-    assert metric_name("a b", "x,y z") == "eval/a_b/x/y_z"
+    assert task_metric_name("ownlm_pyfacts", "acc,none") == "eval/ownlm_pyfacts/acc"
+    assert task_metric_name("gsm8k", "exact_match,strict-match") == "eval/gsm8k/exact_match/strict-match"
+    assert task_metric_name("t", "acc_stderr,none") == "eval/t/acc_stderr"
+    assert task_metric_name("a b", "x,y z") == "eval/a_b/x/y_z"
 
 
 def test_flatten_keeps_numbers_and_drops_missing_stderr():

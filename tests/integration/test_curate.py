@@ -12,9 +12,9 @@ import pytest
 from pipeline.config import SourceConfig, load_config
 from pipeline.curate.pii import EMAIL, PHONE
 from pipeline.curate.records import OUTPUT_COLUMNS, REJECT_COLUMNS, CurateError
-from pipeline.curate.stage import run_curate
-from pipeline.layout import Layout
-from pipeline.sample import build_sample
+from pipeline.curate.run import run_curate
+from pipeline.stages import layout_for
+from pipeline.sample.stage import build_sample
 
 pytestmark = pytest.mark.integration
 
@@ -27,18 +27,18 @@ def read_rows(folder: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def curated(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("curate")
-    marker = build_sample(Layout(root).sample)
+    marker = build_sample(layout_for(root).sample)
     cfg = load_config(None, root=str(root))
     cfg.curate.rows_per_shard = 40
-    out = Layout(root).curated
-    report = run_curate(cfg, out)
+    out = layout_for(root).curated
+    report = run_curate(cfg, layout_for(root), out)
     return {"root": root, "cfg": cfg, "marker": marker, "report": report, "out": out,
             "kept": read_rows(out), "rejects": read_rows(out / "rejects")}
 
 
 def forum_posts(root: Path) -> list[dict]:
     posts = []
-    for line in (Layout(root).sample / "forum" / "posts.jsonl").read_text().splitlines():
+    for line in (layout_for(root).sample / "forum" / "posts.jsonl").read_text().splitlines():
         try:
             posts.append(json.loads(line))
         except ValueError:
@@ -163,7 +163,7 @@ def test_malformed_json_line_is_counted_and_kept_raw(curated):
     assert curated["report"]["rejects"]["malformed_json"] == 1
     [bad] = [r for r in curated["rejects"] if r["reason"] == "malformed_json"]
     meta = json.loads(bad["meta"])
-    lines = (Layout(curated["root"]).sample / "forum" / "posts.jsonl").read_text().splitlines()
+    lines = (layout_for(curated["root"]).sample / "forum" / "posts.jsonl").read_text().splitlines()
     assert bad["text"] == lines[meta["line"] - 1] and meta["path"] == "posts.jsonl"
 
 
@@ -175,7 +175,7 @@ def test_html_report_is_written(curated):
 def test_rerun_replaces_output_with_the_same_bytes(curated):
     out = curated["out"]
     before = {p.name: p.read_bytes() for p in out.glob("part-*.parquet")}
-    report = run_curate(curated["cfg"], out)
+    report = run_curate(curated["cfg"], layout_for(curated["root"]), out)
     assert {p.name: p.read_bytes() for p in out.glob("part-*.parquet")} == before
     assert report["output"] == curated["report"]["output"] and report["shards"]["reused_clean"] == 0
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".curated")) == []
@@ -184,7 +184,7 @@ def test_rerun_replaces_output_with_the_same_bytes(curated):
 def test_missing_path_is_a_clear_error(curated, tmp_path):
     inputs = [SourceConfig(name="lost", format="text", path="{root}/no/such/folder")]
     with pytest.raises(CurateError, match=r"source 'lost' \(text\): path '\{root\}/no/such/folder' .* does not exist"):
-        run_curate(curated["cfg"], tmp_path / "out", inputs=inputs)
+        run_curate(curated["cfg"], layout_for(curated["root"]), tmp_path / "out", inputs=inputs)
     assert not (tmp_path / "out").exists()
 
 
@@ -194,5 +194,5 @@ def test_source_without_documents_is_a_clear_error(curated, tmp_path):
     inputs = [SourceConfig(name="fine", format="text", path=str(tmp_path / "ok.txt")),
               SourceConfig(name="blank", format="jsonl", path=str(tmp_path / "empty.jsonl"))]
     with pytest.raises(CurateError, match=r"source 'blank' \(jsonl\): 1 file\(s\) under .* hold no documents"):
-        run_curate(curated["cfg"], tmp_path / "out", inputs=inputs)
+        run_curate(curated["cfg"], layout_for(curated["root"]), tmp_path / "out", inputs=inputs)
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.work").exists()

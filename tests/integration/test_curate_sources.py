@@ -19,7 +19,8 @@ import pytest
 
 from pipeline.config import SourceConfig, load_config
 from pipeline.curate.sources import infer_source
-from pipeline.curate.stage import run_curate
+from pipeline.curate.run import run_curate
+from pipeline.stages import layout_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_every_format_in_one_run_with_mixture_weights(ray_session, tmp_path):
                            curate_weight=2.0),
               SourceConfig(name="code", kind="code", format="code", path=str(tmp_path / "src"))]
     cfg = load_config(None, root=str(tmp_path / "root"))
-    report = run_curate(cfg, tmp_path / "out", inputs=inputs)
+    report = run_curate(cfg, layout_for(cfg.root), tmp_path / "out", inputs=inputs)
     kept = read_rows(tmp_path / "out")
     by_source: dict[str, list[dict]] = {}
     for r in kept:
@@ -144,7 +145,7 @@ def test_killed_cli_run_resumes_unfinished_shards_with_the_same_ids(ray_session,
     assert not (tmp_path / ".out.work").exists()
 
     cfg = load_config(None, overrides=settings, root=str(root))
-    fresh = run_curate(cfg, tmp_path / "fresh", inputs=[infer_source(str(tmp_path / "crawl.warc.gz")),
+    fresh = run_curate(cfg, layout_for(cfg.root), tmp_path / "fresh", inputs=[infer_source(str(tmp_path / "crawl.warc.gz")),
                                                         infer_source(str(corpus))])
     assert fresh["shards"]["reused_clean"] == 0
     for folder in ("", "rejects"):

@@ -10,7 +10,9 @@ import pytest
 from model.tokenizer import Tokenizer
 from pipeline.config import TokenizeConfig, TokenizerConfig
 from pipeline.packed import Manifest, PackedSplit
-from pipeline.tokenize import TokenizeError, tokenize_and_pack, train_tokenizer
+from pipeline.tokenize.curated import TokenizeError
+from pipeline.tokenize.pack import tokenize_and_pack
+from pipeline.tokenize.tokenizer import train_tokenizer
 
 pytestmark = pytest.mark.integration
 

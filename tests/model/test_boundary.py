@@ -1,4 +1,4 @@
-"""model/ must run wherever torch runs: no Ray, no MLflow (DESIGN.md, "A boundary rule")."""
+"""model/ must run wherever torch runs: no Ray, no MLflow (docs/architecture.md, "Layers")."""
 from __future__ import annotations
 
 import re

@@ -10,6 +10,7 @@ import torch
 
 from model.checkpoint import load_model, save_checkpoint
 from model.config import get_preset
+from model.sampling import SamplingParams
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 from pipeline.cli import main
@@ -66,7 +67,8 @@ def test_generate_prints_the_prompt_and_its_greedy_completion(ckpt, tmp_path, ca
     assert run("generate", "--model", str(ckpt), "--prompt", "The quick", "--set", "generate.temperature=0",
                "--set", "generate.max_new_tokens=12", root=tmp_path) == 0
     model, _ = load_model(ckpt)
-    expected = "The quick" + generate_text(model, load_tokenizer(ckpt), "The quick", max_new_tokens=12)
+    expected = "The quick" + generate_text(model, load_tokenizer(ckpt), "The quick",
+                                           SamplingParams(max_new_tokens=12))
     assert capsys.readouterr().out == expected + "\n"
 
 
@@ -84,6 +86,6 @@ def test_chat_reads_messages_from_stdin_and_answers_in_the_assistant_role(ckpt, 
     model, _ = load_model(ckpt)
     tok = load_tokenizer(ckpt)
     prompt = tok.encode(chat_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]))
-    ids = generate(model, prompt, 8, eos_id=[tok.eot_id, tok.end_of_turn_id])
+    ids = generate(model, prompt, SamplingParams(max_new_tokens=8), eos_id=[tok.eot_id, tok.end_of_turn_id])
     ids = [i for i in ids if i not in (tok.eot_id, tok.end_of_turn_id)]
     assert "\n".join(out).startswith("assistant> " + tok.decode(ids))

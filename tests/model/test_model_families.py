@@ -10,6 +10,7 @@ from torch.testing import assert_close
 from model.config import get_preset
 from model.generate import generate, generate_batch
 from model.objectives import IGNORE_INDEX, loss_terms, mask_tokens, training_loss
+from model.sampling import SamplingParams
 from model.transformer import Transformer
 
 PAD, MASK = 1, 2
@@ -114,7 +115,7 @@ def test_loss_terms_take_the_mask_id_from_the_config_under_wrappers():
 
 def test_a_masked_model_needs_its_mask_id_to_generate():
     with pytest.raises(ValueError, match="has no mask_id"):
-        generate(Transformer(get_preset("debug", family="masked")), [5, 6], 3)
+        generate(Transformer(get_preset("debug", family="masked")), [5, 6], SamplingParams(max_new_tokens=3))
 
 
 # ---- learning: a copy task whose answer lies to the right ----
@@ -181,7 +182,7 @@ def test_prefix_family_learns_to_continue_its_prefix():
     g = torch.Generator().manual_seed(7)
     rows = copy_rows(16, g)
     prompts = [r[:HALF + 1].tolist() for r in rows]  # the first half and the start of the copy
-    out = generate_batch(model, prompts, HALF - 1)
+    out = generate_batch(model, prompts, SamplingParams(max_new_tokens=HALF - 1))
     accuracy = (torch.tensor(out) == rows[:, HALF + 1:2 * HALF]).float().mean().item()
     assert accuracy > 0.9, accuracy
 
@@ -190,7 +191,8 @@ def test_masked_family_writes_by_filling_an_appended_mask(masked_model):
     g = torch.Generator().manual_seed(9)
     rows = copy_rows(16, g)
     prompts = [r[:HALF + 2].tolist() for r in rows]
-    out = generate_batch(masked_model, prompts, HALF - 2)
+    out = generate_batch(masked_model, prompts, SamplingParams(max_new_tokens=HALF - 2))
     accuracy = (torch.tensor(out) == rows[:, HALF + 2:2 * HALF]).float().mean().item()
     assert accuracy > 0.8, accuracy
-    assert [generate(masked_model, p, HALF - 2) for p in prompts[:4]] == out[:4]  # alone or batched
+    alone = [generate(masked_model, p, SamplingParams(max_new_tokens=HALF - 2)) for p in prompts[:4]]
+    assert alone == out[:4]  # alone or batched

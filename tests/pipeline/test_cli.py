@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pipeline.stages import STAGES
+from pipeline.stages import NAMES
 
 
 def ownlm(*args, cwd=None):
@@ -15,7 +15,7 @@ def ownlm(*args, cwd=None):
 def test_help_lists_every_stage():
     out = ownlm("--help")
     assert out.returncode == 0
-    for stage in ["run", *STAGES]:
+    for stage in ["run", *NAMES]:
         assert stage in out.stdout
     train = ownlm("train", "--help").stdout
     assert "--config" in train and "--set" in train and "--root" in train
@@ -82,3 +82,39 @@ def test_a_job_driver_joins_ray_address_but_a_dashboard_url_is_not_a_cluster(mon
     assert cluster_address(load_config(None, ["cluster.address=auto"])) == "auto"
     monkeypatch.delenv("RAY_ADDRESS")
     assert cluster_address(cfg) is None
+
+
+@pytest.mark.parametrize("error, code", [("UsageError", 2), ("InputError", 1), ("MissingInput", 1), ("UserError", 1)])
+def test_a_user_error_raised_anywhere_is_one_line_and_its_exit_code(monkeypatch, capsys, error, code):
+    import model.errors
+    from pipeline import cli
+    from pipeline.commands.command import Command
+
+    def fail(inv):
+        raise getattr(model.errors, error)("the thing is wrong; do this instead")
+
+    monkeypatch.setitem(cli.COMMANDS, "explode", Command(name="explode", help="fails", run=fail))
+    assert cli.main(["explode"]) == code
+    err = capsys.readouterr().err
+    assert err == "ownlm: error: the thing is wrong; do this instead\n"
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    from pipeline import cli
+    from pipeline.commands.command import Command
+
+    def bug(inv):
+        raise ZeroDivisionError("a bug of ours")
+
+    monkeypatch.setitem(cli.COMMANDS, "bug", Command(name="bug", help="a bug", run=bug))
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["bug"])
+
+
+def test_importing_the_cli_loads_no_heavy_package():
+    """`ownlm --help` and config checks stay fast: torch, Ray, MLflow and lm-eval load only in the
+    command that needs them."""
+    code = ("import sys, pipeline.cli; heavy = {'torch', 'ray', 'mlflow', 'lm_eval', 'transformers', 'pandas'}; "
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

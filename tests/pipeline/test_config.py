@@ -1,7 +1,7 @@
 """The config: presets load, overrides apply, and a bad config lists every problem before any work."""
 import pytest
 
-from pipeline.config import ConfigError, apply_override, load_config, preset_path
+from pipeline.config import ConfigError, CurateConfig, apply_override, load_config, preset_path
 
 
 def test_quickstart_loads_with_root(tmp_path):
@@ -77,3 +77,12 @@ def test_named_preset_and_apply_override_on_lists():
     assert raw == {"a": {"b": [{"c": 2}]}}
     with pytest.raises(ValueError, match="not an index"):
         apply_override(raw, "a.b.5.c=2")
+
+
+def test_curate_config_defaults_cite_published_thresholds():
+    c = CurateConfig()
+    q = c.quality
+    assert (q.gopher_quality.min_words, q.gopher_quality.max_words, q.gopher_quality.min_stop_words) == (50, 100_000, 2)
+    assert q.gopher_repetition.dup_ngram_char_frac[10] == 0.10 and q.gopher_repetition.top_ngram_char_frac[2] == 0.20
+    assert (q.c4.min_sentences, q.c4.min_words_per_line, q.fineweb.min_line_punct_ratio) == (5, 3, 0.12)
+    assert (c.decontaminate.ngram, c.dedup.fuzzy.threshold, c.dedup.fuzzy.shingle_words) == (13, 0.8, 5)

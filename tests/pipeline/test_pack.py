@@ -1,7 +1,7 @@
 """Packing alone: documents joined by EOT, cut into full rows, tails packed once, nothing lost."""
 import numpy as np
 
-from pipeline.tokenize import _pack_tails, pack_rows, split_of, token_dtype
+from pipeline.tokenize.pack import _pack_tails, pack_rows, split_of, token_dtype
 
 
 def test_pack_rows_joins_with_eot_and_returns_the_tail():

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sample import MARKER, build_sample, read_marker
+from pipeline.sample.corpus import MARKER, read_marker
+from pipeline.sample.stage import build_sample
 
 
 @pytest.fixture(scope="module")

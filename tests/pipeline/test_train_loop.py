@@ -12,7 +12,7 @@ from model.checkpoint import load_model
 from model.tokenizer import Tokenizer
 from pipeline.config import TokenizerConfig, load_config
 from pipeline.packed import Manifest
-from pipeline.tokenize import train_tokenizer
+from pipeline.tokenize.tokenizer import train_tokenizer
 from pipeline.train.launch import build_job
 from pipeline.train.loop import STOP_EARLY, STOP_NON_FINITE, Trainer
 from pipeline.train.session import LocalSession
@@ -162,10 +162,10 @@ def test_early_stopping_ends_on_a_checkpoint_and_stays_stopped(tokens, tmp_path,
 
 
 def test_non_finite_loss_stops_before_the_optimizer_step(tokens, tmp_path, monkeypatch):
-    import model.objectives
+    import pipeline.train.loop
 
     trainer = Trainer(make_job(tokens, tmp_path, max_steps=5), LocalSession(tmp_path / "ckpt"))
-    real = model.objectives.training_loss
+    real = pipeline.train.loop.training_loss
     calls = []
 
     def poisoned(*args, **kwargs):
@@ -173,7 +173,7 @@ def test_non_finite_loss_stops_before_the_optimizer_step(tokens, tmp_path, monke
         loss = real(*args, **kwargs)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(model.objectives, "training_loss", poisoned)
+    monkeypatch.setattr(pipeline.train.loop, "training_loss", poisoned)
     trainer.train_step(lr=1e-3)
     trainer.train_step(lr=1e-3)
     before = weights(trainer)

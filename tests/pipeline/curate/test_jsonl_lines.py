@@ -11,8 +11,8 @@ import pyarrow.fs as pafs
 import pytest
 
 from pipeline.config import SourceConfig
+from pipeline.config.curate import ReadConfig
 from pipeline.curate import readers, streams
-from pipeline.curate.config import ReadConfig
 from pipeline.curate.readers import read_files
 from pipeline.curate.records import RAW_BYTES, doc_id
 

@@ -1,9 +1,7 @@
-"""MLflow helpers: the only module that talks to MLflow.
-
-One experiment per project, one parent run per `ownlm run`, one nested run per
-stage (a stage run on its own is a top-level run). Params are the flattened
-config; tags name the stage, its input fingerprints and the git commit.
-When tracking is disabled every call is a no-op, so stages never branch on it.
+"""MLflow runs: one experiment per project, one parent run per `ownlm run`, one nested run per
+stage (a stage run on its own is a top-level run). Params are the flattened config; tags name
+the stage, its input fingerprints and the git commit. When tracking is disabled every call is
+a no-op, so stages never branch on it.
 """
 from __future__ import annotations
 
@@ -13,14 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
+from evaluation.names import clean_metric_name
 from pipeline.config import Config
-
-
-def sanitize_metric_name(name: str) -> str:
-    """MLflow names may not contain commas or spaces (lm-eval reports `acc,none`)."""
-    for bad, good in ((",none", ""), (",", "_"), (" ", "_")):
-        name = name.replace(bad, good)
-    return name
 
 
 def git_commit() -> str | None:
@@ -35,8 +27,10 @@ def git_commit() -> str | None:
 class Tracker:
     """Wraps the MLflow fluent API for one pipeline invocation."""
 
-    def __init__(self, cfg: Config):
-        self.enabled = cfg.tracking.enabled
+    def __init__(self, cfg: Config, enabled: bool | None = None):
+        """`enabled=False` makes a tracker that records nothing whatever the config says (a command
+        that prints its result and keeps no record, such as `ownlm generate --prompt`)."""
+        self.enabled = cfg.tracking.enabled if enabled is None else enabled and cfg.tracking.enabled
         self.uri = cfg.tracking_uri
         self.experiment = cfg.tracking.experiment
         self.cfg = cfg
@@ -90,7 +84,7 @@ class Tracker:
         if self.enabled:
             import mlflow
 
-            clean = {sanitize_metric_name(k): float(v) for k, v in metrics.items()
+            clean = {clean_metric_name(k): float(v) for k, v in metrics.items()
                      if isinstance(v, (int, float)) and math.isfinite(v)}
             if clean:
                 mlflow.log_metrics(clean, step=step)
@@ -133,7 +127,7 @@ class RemoteMetricLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(sanitize_metric_name(k), float(v), now, step) for k, v in metrics.items()
+        batch = [Metric(clean_metric_name(k), float(v), now, step) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and math.isfinite(v)]
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)

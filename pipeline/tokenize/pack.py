@@ -1,4 +1,4 @@
-"""Tokenizer training (byte-level BPE) and parallel tokenize + pack on Ray Data.
+"""The `tokenize` stage: parallel tokenize + pack on Ray Data.
 
 Packing runs where tokenization runs: each Ray Data batch of documents is
 tokenized, split into train/validation by a hash of the document id, joined
@@ -11,90 +11,21 @@ token is lost: only the final row of a split can end in padding.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 
-from pipeline.config import TokenizeConfig, TokenizerConfig
+from model.atomic import discard_dir, publish_dir, staging_dir
+from model.tokenizer import Tokenizer
+from pipeline.config import TokenizeConfig
+from pipeline.layout import Location
+from pipeline.options import ConfigFlag, PathFlag
 from pipeline.packed import Manifest
-
-
-class TokenizeError(RuntimeError):
-    """A tokenizer or tokenize input problem, told to the user without a traceback."""
-
-
-# ---------------------------------------------------------------- curated input
-
-
-def curated_files(curated_dir: Path) -> list[str]:
-    """The curated shards (top level only: `rejects/` holds dropped rows)."""
-    files = sorted(str(p) for p in Path(curated_dir).glob("*.parquet"))
-    if not files:
-        raise TokenizeError(f"no curated Parquet shards in {curated_dir}: run `ownlm curate` first")
-    return files
-
-
-def iter_texts(curated_dir: Path, max_docs: int | None = None, batch_rows: int = 1024):
-    """Stream curated texts; with max_docs, a deterministic sample spread over the corpus."""
-    dataset = pads.dataset(curated_files(curated_dir), format="parquet")
-    total = dataset.count_rows()
-    stride = max(1, total // max_docs) if max_docs else 1
-    seen = taken = 0
-    for batch in dataset.to_batches(columns=["text"], batch_size=batch_rows):
-        for text in batch.column(0).to_pylist():
-            if seen % stride == 0 and (max_docs is None or taken < max_docs):
-                taken += 1
-                yield text
-            seen += 1
-
-
-# ---------------------------------------------------------------- tokenizer training
-
-
-def train_tokenizer(curated_dir: Path, output_dir: Path, cfg: TokenizerConfig) -> dict:
-    """Train (or copy, when `tokenizer.path` is set) a byte-level BPE tokenizer into output_dir/tokenizer.json."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    from model.tokenizer import SPECIAL_TOKENS
-    from model.tokenizer import Tokenizer as OwnTokenizer
-
-    output_dir = Path(output_dir)
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if cfg.path:
-        src = Path(cfg.path).expanduser()
-        if not src.is_file():
-            raise TokenizeError(f"tokenizer.path {src} does not exist")
-        shutil.copyfile(src, tmp / "tokenizer.json")
-    else:
-        tok = Tokenizer(models.BPE())
-        # GPT-2 style: bytes, never an unknown token; the regex keeps words, numbers and punctuation apart.
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        tok.train_from_iterator(iter_texts(curated_dir, cfg.max_docs), trainer=trainer)
-        tok.save(str(tmp / "tokenizer.json"))
-    try:
-        own = OwnTokenizer.from_file(tmp / "tokenizer.json")  # checks the special tokens are there
-    except ValueError as e:
-        raise TokenizeError(str(e)) from e
-    info = {"vocab_size": own.vocab_size, "fingerprint": own.fingerprint,
-            "trained": cfg.path is None, "eot_id": own.eot_id, "pad_id": own.pad_id}
-    (tmp / "tokenizer_info.json").write_text(json.dumps(info, indent=2))
-    shutil.rmtree(output_dir, ignore_errors=True)
-    tmp.rename(output_dir)
-    return info
-
-
-# ---------------------------------------------------------------- tokenize + pack
+from pipeline.stage import Context, Stage
+from pipeline.tokenize.curated import TokenizeError, curated_files
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -133,8 +64,6 @@ class TokenizePack:
     """
 
     def __init__(self, tokenizer_path: str, out_dir: str, seq_len: int, val_fraction: float):
-        from model.tokenizer import Tokenizer
-
         self.tok = Tokenizer.from_file(tokenizer_path)
         self.out = Path(out_dir)
         self.row_len = seq_len + 1
@@ -170,20 +99,25 @@ class TokenizePack:
 
 def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, cfg: TokenizeConfig) -> Manifest:
     """Tokenize the curated corpus with a Ray Data actor pool and write packed shards + manifest."""
-    import ray.data
-
-    from model.tokenizer import Tokenizer
-
     tokenizer_path = Path(tokenizer_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise TokenizeError(f"{tokenizer_path} not found: run `ownlm tokenizer` first")
-    tok = Tokenizer.from_file(tokenizer_path)
-    output_dir = Path(output_dir)
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    files = curated_files(curated_dir)
+    tmp = staging_dir(output_dir)
+    try:
+        manifest = _pack_into(tmp, files, tokenizer_path, cfg)
+    except BaseException:
+        discard_dir(tmp)
+        raise
+    publish_dir(tmp, output_dir)
+    return manifest
 
-    ds = ray.data.read_parquet(curated_files(curated_dir)).select_columns(["id", "text", "source"])
+
+def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeConfig) -> Manifest:
+    import ray.data
+
+    tok = Tokenizer.from_file(tokenizer_path)
+    ds = ray.data.read_parquet(files).select_columns(["id", "text", "source"])
     # A Parquet file arrives as one block, and a block goes to one actor: without a split, one
     # large curated shard would be tokenized by a single actor while the others idle. Streaming
     # repartition (no shuffle, no barrier) cuts blocks down to one batch each.
@@ -220,8 +154,6 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     manifest.write(tmp)
     # The tokens carry their tokenizer, so `ownlm train --data DIR` needs nothing else.
     shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
-    shutil.rmtree(output_dir, ignore_errors=True)
-    tmp.rename(output_dir)
     return manifest
 
 
@@ -266,3 +198,32 @@ def _pack_tails(tails: list[list[int]], row_len: int, pad_id: int, dtype) -> np.
     rows = np.full(n_rows * row_len, pad_id, dtype=dtype)
     rows[: len(joined)] = joined
     return rows.reshape(n_rows, row_len)
+
+
+def tokenize(ctx: Context) -> dict:
+    layout = ctx.layout
+    manifest = tokenize_and_pack(layout.curated, layout.tokenizer, layout.tokens, ctx.cfg.tokenize)
+    splits = {s: {k: v for k, v in info.items() if k in ("rows", "tokens", "documents")}
+              for s, info in manifest.splits.items()}
+    ctx.tracker.log_metrics({f"tokenize/{s}_{k}": v for s, info in splits.items() for k, v in info.items()})
+    ctx.tracker.log_artifact(layout.tokens / "manifest.json", "tokens")
+    print("   " + "; ".join(f"{s}: {i['tokens']:,} tokens in {i['rows']:,} sequences of {manifest.seq_len}"
+                            for s, i in splits.items()), flush=True)
+    return splits
+
+
+STAGE = Stage(
+    name="tokenize",
+    help="tokenize and pack the curated text into training sequences (Ray Data)",
+    action=tokenize,
+    upstream=("tokenizer", "curate"),
+    sections=("tokenize",),
+    locations=(Location("tokens", "tokens",
+                        "packed token shards: train/, val/, manifest.json (and a copy of the tokenizer)"),),
+    outputs=(("tokens", "manifest.json"),),
+    flags=(PathFlag("--input", "curated", "curated folder"),
+           PathFlag("--tokenizer", "tokenizer", "tokenizer folder"),
+           PathFlag("--output", "tokens", "folder for the packed shards and manifest"),
+           ConfigFlag("--seq-len", "tokenize.seq_len", type=int)),
+    uses_ray=True,
+)

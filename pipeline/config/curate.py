@@ -1,4 +1,4 @@
-"""The `curate` config section: which steps run and their thresholds.
+"""The `curate` section: which curation steps run and their thresholds.
 
 Every rule threshold defaults to the value its paper published; the comment under each
 field names the source. Each step can be switched off on its own.
@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.section import Section
+from pipeline.config.base import Section
 
 PII_KINDS = ("email", "phone", "ip_address", "credit_card", "iban", "us_ssn", "aws_access_key",
              "aws_secret_key", "api_key", "private_key", "bearer_token")
@@ -263,9 +263,7 @@ class CurateConfig(Section):
 
     @model_validator(mode="after")
     def _known_languages(self):
-        from pipeline.curate.langid import unknown_codes
-
-        bad = unknown_codes(self.language.languages + self.language.keep)
+        bad = unknown_language_codes(self.language.languages + self.language.keep)
         if bad:
             raise ValueError(f"language: unknown ISO 639-1 code(s) {', '.join(bad)}")
         missing = sorted(set(self.language.keep) - set(self.language.languages))
@@ -273,3 +271,11 @@ class CurateConfig(Section):
             raise ValueError(f"language.keep: {', '.join(missing)} not in language.languages "
                              "(the detector can only find languages it knows)")
         return self
+
+
+def unknown_language_codes(codes: list[str]) -> list[str]:
+    """The codes among `codes` that are not ISO 639-1 codes lingua (the language detector) knows."""
+    from lingua import Language
+
+    known = {language.iso_code_639_1.name.lower() for language in Language.all()}
+    return sorted({c for c in codes if c.lower() not in known})

@@ -17,16 +17,15 @@ offline. Layout (the sources of `configs/quickstart.yaml`):
                          bundled evaluation task, junk, and exactly one malformed JSON line
     _SUCCESS             JSON marker: Python version, file counts, what was planted
 
-The build runs in a fresh interpreter (`python -I -S` on this very file): the pages then
-cannot depend on what the calling process imported or configured (Ray touches tempfile
-and logging, for instance), and the same Python gives byte-identical files.
-This module imports only the standard library, so it can run that way.
+The build runs in a fresh interpreter (`python -I -S` on this very file, started by
+pipeline/sample/stage.py): the pages then cannot depend on what the calling process imported
+or configured (Ray touches tempfile and logging, for instance), and the same Python gives
+byte-identical files. This module imports only the standard library, so it can run that way;
+the one project file it reads (the evaluation questions to plant) is passed in by path.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -91,38 +90,6 @@ CODE_TOO_LARGE_BYTES = 260_000
 """Size of the planted generated file: above the code reader's default cap."""
 
 
-def build_sample(dest: Path) -> dict:
-    """Build the sample corpus at `dest` (idempotent) and return its `_SUCCESS` marker.
-
-    A marker written by this Python and this builder version means the corpus is complete:
-    it is returned as is. Otherwise the corpus is built in a temporary sibling folder and
-    renamed into place, so a killed build never leaves half a corpus behind.
-    One builder at a time per `dest`.
-    """
-    dest = Path(dest)
-    marker = read_marker(dest)
-    if marker is not None:
-        return marker
-    tmp = dest.with_name(f".{dest.name}.building")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # leftover of a killed build
-    tmp.mkdir(parents=True)
-    # -I: no PYTHON* variables, no user site, and not this folder on sys.path (where our
-    # tokenize.py would shadow the standard library's); -S: no site-packages at all.
-    proc = subprocess.run([sys.executable, "-I", "-S", str(Path(__file__).resolve()), str(tmp)],
-                          cwd=tmp, env={"LC_ALL": "C.UTF-8"}, capture_output=True, text=True)
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"building the sample corpus in {tmp} failed:\n{proc.stderr[-3000:]}")
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        dest.rename(old)
-        shutil.rmtree(old)
-    tmp.rename(dest)
-    return json.loads((dest / MARKER).read_text())
-
-
 def read_marker(dest: Path) -> dict | None:
     """The marker of a complete corpus built by this Python and builder version, else None."""
     try:
@@ -137,7 +104,8 @@ def read_marker(dest: Path) -> dict | None:
 # ---------------------------------------------------------------- the builder (fresh interpreter)
 
 
-def _build_into(out: Path) -> dict:
+def build_into(out: Path, eval_questions_file: Path) -> dict:
+    """Write the whole corpus into the empty folder `out` (in the fresh interpreter)."""
     import sysconfig
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -145,7 +113,7 @@ def _build_into(out: Path) -> dict:
     marker["web_modules"] = _write_web(out / "web", stdlib)
     marker["code_planted"] = _write_code(out / "code", stdlib)
     marker["prose_planted"] = _write_prose(out / "prose", stdlib)
-    marker["forum"] = _write_forum(out / "forum" / "posts.jsonl")
+    marker["forum"] = _write_forum(out / "forum" / "posts.jsonl", eval_questions_file)
     marker["pii"] = {"emails": EMAILS, "phones": PHONES, **OTHER_PII}
     for kind in ("web", "code", "prose", "forum"):
         files = [p for p in (out / kind).rglob("*") if p.is_file()]
@@ -241,7 +209,7 @@ def _write_prose(folder: Path, stdlib: Path) -> dict:
     return planted
 
 
-def _write_forum(path: Path) -> dict:
+def _write_forum(path: Path, eval_questions_file: Path) -> dict:
     """Forum posts from real docstrings, then the planted cases; returns what was planted."""
     posts = [{"id": "", "text": text, "url": f"https://forum.example.org/t/{slug}"}
              for slug, text in _docstring_posts()]
@@ -276,7 +244,7 @@ def _write_forum(path: Path) -> dict:
         extra.append(dict(posts[i], text=text + "\n\nThanks in advance!", url=posts[i]["url"] + "?v=2"))
         planted["near_duplicates"] += 1
     # Posts that quote the bundled evaluation task word for word (for decontamination).
-    questions = _eval_questions()
+    questions = _eval_questions(eval_questions_file)
     for j, i in enumerate(long_posts[5::20][: len(questions)]):
         text = posts[i]["text"] + f"\n\nBy the way, a quiz I saw yesterday asked: {questions[j]} Any idea?"
         extra.append({"id": "", "text": text, "url": posts[i]["url"] + "?quiz=1"})
@@ -305,9 +273,8 @@ def _write_forum(path: Path) -> dict:
     return planted
 
 
-def _eval_questions() -> list[str]:
+def _eval_questions(path: Path) -> list[str]:
     """Two long questions of the bundled evaluation task (evaluation/tasks/pyfacts.jsonl)."""
-    path = Path(__file__).resolve().parents[1] / "evaluation" / "tasks" / "pyfacts.jsonl"
     questions = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [q for q in questions if len(q.split()) >= 10][:2]
 
@@ -358,4 +325,4 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
 
 
 if __name__ == "__main__":
-    _build_into(Path(sys.argv[1]))
+    build_into(Path(sys.argv[1]), Path(sys.argv[2]))

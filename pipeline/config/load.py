@@ -1,0 +1,190 @@
+"""Loading a config: YAML, `--set` overrides, typed values from command-line flags, `--root`,
+then validation as a whole, with every problem collected into one `ConfigError` that names the
+key and what is allowed, so a user fixes them all in one go instead of one per run.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from model.config import PRESETS, ModelConfig
+from pipeline.config.base import ConfigError
+from pipeline.config.root import Config
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_PRESET = "quickstart"
+
+
+# ---------------------------------------------------------------- loading
+
+
+def preset_path(name: str) -> Path:
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (),
+                root: str | None = None, values: dict[str, Any] | None = None) -> Config:
+    """Read a YAML config (default: the quickstart preset), apply `--set` overrides, then `values`
+    (dotted key -> typed value, from a command's own flags such as `--vocab-size`), then `--root`.
+
+    Raises ConfigError listing every problem found.
+    """
+    path = Path(path) if path else preset_path(DEFAULT_PRESET)
+    if not path.exists() and not path.suffix and preset_path(str(path)).exists():
+        path = preset_path(str(path))  # `--config debug` names a bundled preset
+    if not path.is_file():
+        presets = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+        raise ConfigError([f"config file {path} does not exist (bundled presets: {presets})"])
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path} is not valid YAML: {e}"]) from e
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path} must hold a mapping of sections, not {type(raw).__name__}"])
+    problems: list[str] = []
+    for item in overrides:
+        try:
+            apply_override(raw, item)
+        except ValueError as e:
+            problems.append(str(e))
+    for key, value in (values or {}).items():
+        try:
+            set_key(raw, key, value)
+        except ValueError as e:
+            problems.append(str(e))
+    if root:
+        raw.setdefault("storage", {})
+        if isinstance(raw["storage"], dict):
+            raw["storage"]["root"] = str(root)
+    if problems:
+        raise ConfigError(problems, source=str(path))
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict, source: str = "config") -> Config:
+    """Validate fields, then checks across sections; every problem of both passes in one error."""
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        problems += _describe(e)
+    problems += _cross_checks(_valid_sections(raw, cfg))
+    if problems:
+        raise ConfigError(problems, source=source)
+    return cfg
+
+
+def _valid_sections(raw: dict, cfg: Config | None) -> dict[str, BaseModel]:
+    """Each section that validates on its own, so cross checks run even when another section is bad."""
+    if cfg is not None:
+        return {name: getattr(cfg, name) for name in Config.model_fields}
+    sections = {}
+    for name, field in Config.model_fields.items():
+        try:
+            sections[name] = field.annotation.model_validate(raw.get(name) or {})
+        except (ValidationError, TypeError, AttributeError):
+            pass
+    return sections
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one `section.key=value` override in place; the value is parsed as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set {item!r}: expected section.key=value")
+    set_key(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+
+
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Set the dotted `key` (`train.lr`, `data.sources.0.path`) of the raw config to `value` in place."""
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ValueError(f"--set {key}: {part!r} is not an index of the list at {'.'.join(parts[:i])}")
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {key}: {'.'.join(parts[:i])} is not a section")
+        node = node.setdefault(part, [] if nxt.isdigit() else {})
+    leaf = parts[-1]
+    if isinstance(node, list):
+        if not leaf.isdigit() or int(leaf) >= len(node):
+            raise ValueError(f"--set {key}: {leaf!r} is not an index of the list")
+        node[int(leaf)] = value
+    elif isinstance(node, dict):
+        node[leaf] = value
+    else:
+        raise ValueError(f"--set {key}: {'.'.join(parts[:-1])} is not a section")
+
+
+def _describe(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key; allowed: {', '.join(_allowed_keys(e['loc']))}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(f"{loc}: {msg}")
+    return problems
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The field names of the section that holds `loc`."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", None)
+        model = args[0] if args and isinstance(args[0], type) else ann
+    return list(getattr(model, "model_fields", {}))
+
+
+def _cross_checks(sections: dict[str, BaseModel]) -> list[str]:
+    """Checks across keys and sections, each naming the fix; a check whose sections are invalid is skipped."""
+    problems = []
+    model, tokenizer, tokenize, train = (sections.get(k) for k in ("model", "tokenizer", "tokenize", "train"))
+    if model is not None and model.preset not in PRESETS:
+        problems.append(f"model.preset: unknown preset {model.preset!r}; allowed: {', '.join(PRESETS)}")
+    elif model is not None:
+        fields = set(ModelConfig.__dataclass_fields__)
+        unknown = [k for k in model.overrides if k not in fields]
+        for k in unknown:
+            problems.append(f"model.{k}: unknown key; allowed: preset, {', '.join(sorted(fields))}")
+        if not unknown:
+            try:
+                mcfg = model.build(vocab_size=tokenizer.vocab_size if tokenizer else None)
+                problems += [f"model: {p}" for p in mcfg.problems()]
+                if tokenize is not None and tokenize.seq_len > mcfg.max_seq_len:
+                    problems.append(
+                        f"tokenize.seq_len ({tokenize.seq_len}) exceeds the model's max_seq_len "
+                        f"({mcfg.max_seq_len}): lower tokenize.seq_len or set model.max_seq_len")
+            except (TypeError, ValueError) as e:
+                problems.append(f"model: {e}")
+    if train is not None:
+        if train.warmup_steps >= train.max_steps:
+            problems.append(f"train.warmup_steps ({train.warmup_steps}) must be below train.max_steps "
+                            f"({train.max_steps})")
+        if train.use_gpu and train.cpus_per_worker < 1:
+            problems.append("train.cpus_per_worker must be at least 1 with use_gpu")
+    return problems
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(copy.deepcopy(cfg.model_dump(mode="json")), sort_keys=False)

@@ -1,0 +1,42 @@
+"""The whole config: one field per section."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from pipeline.config.base import Section, flatten
+from pipeline.config.curate import CurateConfig
+from pipeline.config.data import DataConfig
+from pipeline.config.evaluate import EvalConfig, GenerateConfig
+from pipeline.config.model import ModelSection
+from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
+from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
+from pipeline.config.train import TrainConfig
+
+
+class Config(Section):
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    data: DataConfig
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    model: ModelSection = Field(default_factory=ModelSection)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.storage.root).expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys to values, for MLflow params."""
+        return flatten(self.model_dump(mode="json"))

@@ -1,0 +1,28 @@
+"""Where a run keeps its files, records its metrics and finds its Ray cluster."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from pipeline.config.base import Section
+
+
+class StorageConfig(Section):
+    root: str = "./ownlm-out"
+    """Every artifact (sample corpus, curated data, tokens, checkpoints, MLflow store) lives under here.
+    A local folder; `--root DIR` overrides it."""
+
+
+class TrackingConfig(Section):
+    enabled: bool = True
+    """Record params, metrics and artifacts in MLflow."""
+    uri: str | None = None
+    """MLflow tracking URI; None means `sqlite:///<root>/mlflow.db` (no server needed)."""
+    experiment: str = "ownlm"
+    """One experiment per project."""
+
+
+class ClusterConfig(Section):
+    address: str | None = None
+    """Ray address to connect to (`auto`, `ray://host:10001`); None starts a local Ray instance."""
+    num_cpus: int | None = Field(default=None, ge=1)
+    """Logical CPUs for a local Ray instance; None sizes it so data tasks fit beside the train workers."""

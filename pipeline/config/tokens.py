@@ -1,0 +1,28 @@
+"""The tokenizer and the packing of tokens into training sequences."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from pipeline.config.base import Section
+
+
+class TokenizerConfig(Section):
+    vocab_size: int = Field(default=4096, ge=300, le=1_000_000)
+    """BPE vocabulary size, special tokens included (at least the 256 bytes plus specials)."""
+    min_frequency: int = Field(default=2, ge=1)
+    """A merge must occur this often to be learned."""
+    max_docs: int | None = Field(default=None, ge=1)
+    """Train on at most this many curated documents (a deterministic sample); None uses all."""
+    path: str | None = None
+    """Use this existing tokenizer.json instead of training one."""
+
+
+class TokenizeConfig(Section):
+    seq_len: int = Field(default=256, ge=8)
+    """Tokens per packed training sequence (each row stores seq_len + 1 tokens: inputs and shifted targets)."""
+    val_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    """Share of documents, chosen by a hash of their id, held out for validation."""
+    batch_size: int = Field(default=256, ge=1)
+    """Documents per Ray Data block and batch: one actor call tokenizes and packs this many."""
+    num_actors: int = Field(default=2, ge=1)
+    """Tokenizer actors (each loads the tokenizer once)."""

@@ -1,0 +1,148 @@
+"""The per-format readers (no Ray): JSONL, Parquet, PDF, text and code files, and how each turns bad input into a counted reject."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from curate_inputs import PROSE, make_pdf, rows_of
+
+from pipeline.config import SourceConfig
+from pipeline.config.curate import ReadConfig
+from pipeline.curate.readers import decode, language, skip_reason
+from pipeline.curate.records import RAW_BYTES, doc_id
+
+
+def test_jsonl_corrupt_lines_become_rejects_not_errors(tmp_path):
+    (tmp_path / "posts.jsonl").write_bytes(b"\n".join([
+        b'{"id": "p1", "text": "hello there", "url": "https://forum.example.org/t/1"}',
+        b'{"id": "p2", "text": "cut sho',
+        b'["a", "list"]',
+        b'',
+        b'{"id": "p4", "body": "no text field"}',
+        b'{"text": "caf\xe9"}',
+        b'{"text": "no id here", "reason": "theirs", "raw": 1, "path": "theirs", "line": 0}',
+    ]) + b"\n")
+    rows = rows_of(SourceConfig(name="forum", format="jsonl", path=str(tmp_path)), tmp_path)
+    assert [r["reason"] for r in rows] == ["", "malformed_json", "malformed_json", "missing_text", "invalid_utf8", ""]
+    assert rows[0]["id"] == "p1" and rows[0]["text"] == "hello there" and rows[0]["source"] == "forum"
+    assert json.loads(rows[0]["meta"]) == {"path": "posts.jsonl", "line": 1, "url": "https://forum.example.org/t/1"}
+    assert rows[1]["text"] == '{"id": "p2", "text": "cut sho'  # the raw line, for inspection
+    assert rows[1]["id"] == doc_id("forum", "posts.jsonl:2") and rows[1][RAW_BYTES] == 29
+    assert rows[4]["text"] == '{"text": "caf\ufffd"}'
+    assert rows[5]["id"] == doc_id("forum", "posts.jsonl:7")  # blank lines keep their numbers
+    assert json.loads(rows[5]["meta"]) == {"reason": "theirs", "raw": 1, "path": "posts.jsonl", "line": 7}
+
+
+def lines(n: int) -> bytes:
+    return b"".join(json.dumps({"id": f"r{i}", "text": f"record {i} " + PROSE}).encode() + b"\n" for i in range(n))
+
+
+@pytest.mark.parametrize("name, compress", [
+    ("a.jsonl.gz", gzip.compress), ("a.jsonl.bz2", lambda d: bz2.compress(d, 1)),  # 100 kB blocks
+    ("a.jsonl.zst", lambda d: __import__("zstandard").ZstdCompressor().compress(d)),
+])
+def test_compressed_jsonl_is_read_and_truncation_is_a_counted_reject(tmp_path, name, compress):
+    data = compress(lines(3000))
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "whole" / name).write_bytes(data)
+    rows = rows_of(SourceConfig(name="c", format="jsonl", path=str(tmp_path / "whole")), tmp_path)
+    assert [r["id"] for r in rows] == [f"r{i}" for i in range(3000)] and {r["reason"] for r in rows} == {""}
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / name).write_bytes(data[: len(data) // 2])
+    rows = rows_of(SourceConfig(name="c", format="jsonl", path=str(tmp_path / "cut")), tmp_path)
+    good = [r for r in rows if r["reason"] == ""]
+    assert 100 < len(good) < 3000 and [r["id"] for r in good] == [f"r{i}" for i in range(len(good))]
+    last = rows[-1]
+    assert last["reason"] == "truncated" and "EOFError" in json.loads(last["meta"])["error"]
+    assert sum(r["reason"] not in ("", "truncated", "malformed_json") for r in rows) == 0
+
+
+def test_not_actually_gzip_is_a_read_error_naming_the_file(tmp_path):
+    (tmp_path / "fake.jsonl.gz").write_bytes(b'{"text": "plain, not gzip"}\n')
+    [row] = rows_of(SourceConfig(name="c", format="jsonl", path=str(tmp_path)), tmp_path)
+    assert row["reason"] == "read_error"
+    assert "gzip" in json.loads(row["meta"])["error"].lower() and json.loads(row["meta"])["path"] == "fake.jsonl.gz"
+
+
+def test_empty_file_is_counted_and_runaway_record_is_too_large(tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "blank.jsonl").write_bytes(b"\n  \n")
+    (tmp_path / "huge.jsonl").write_bytes(b'{"id": "big", "text": "' + b"x" * 50_000_000 + b'"}\n{"id": "after", "text": "ok"}\n')
+    rows = rows_of(SourceConfig(name="c", format="jsonl", path=str(tmp_path)), tmp_path)
+    by = {json.loads(r["meta"])["path"]: r for r in rows if r["reason"] != ""}
+    assert by["empty.jsonl"]["reason"] == by["blank.jsonl"]["reason"] == "empty_file"
+    big = [r for r in rows if json.loads(r["meta"])["path"] == "huge.jsonl"]
+    assert [(r["reason"], r["text"]) for r in big] == [("too_large", ""), ("", "ok")]
+    assert big[0][RAW_BYTES] > 16_000_000 and big[1]["id"] == "after"
+
+
+def test_parquet_records_use_configured_fields_and_keep_the_rest_in_meta(tmp_path):
+    pq.write_table(pa.table({"isbn": [978, None], "body": ["a long text", "another"], "year": [1999, 2001]}),
+                   tmp_path / "a.parquet")
+    rows = rows_of(SourceConfig(name="books", kind="book", format="parquet", path=str(tmp_path), text_field="body",
+                                id_field="isbn"), tmp_path)
+    assert [r["id"] for r in rows] == ["978", doc_id("books", "a.parquet:1")]
+    assert json.loads(rows[0]["meta"]) == {"path": "a.parquet", "row": 0, "year": 1999}
+    assert rows[1]["kind"] == "book" and rows[1]["reason"] == ""
+
+
+def test_pdf_pages_become_one_document_and_broken_pdfs_are_rejects(tmp_path):
+    (tmp_path / "paper.pdf").write_bytes(make_pdf([["Hello from page one.", "Second line."], ["Page two."]]))
+    (tmp_path / "broken.pdf").write_bytes(make_pdf([["x"]])[:200])
+    rows = {json.loads(r["meta"])["path"]: r for r in rows_of(SourceConfig(name="p", kind="paper", format="pdf",
+                                                                            path=str(tmp_path)), tmp_path)}
+    paper = rows["paper.pdf"]
+    assert paper["text"] == "Hello from page one.\nSecond line.\n\nPage two." and paper["kind"] == "paper"
+    assert json.loads(paper["meta"])["pages"] == 2 and json.loads(paper["meta"])["title"] == "A paper"
+    assert rows["broken.pdf"]["reason"] == "pdf_error" and json.loads(rows["broken.pdf"]["meta"])["error"]
+
+
+def test_text_folder_reads_markdown_and_counts_binary_and_bad_utf8(tmp_path):
+    (tmp_path / "a.md").write_text("# Title\n\nSome *markdown* text.")
+    (tmp_path / "b.txt").write_bytes("caf\u00e9".encode("latin-1"))
+    (tmp_path / "c.txt").write_bytes("h\u00e9".encode("utf-16"))
+    (tmp_path / "d.txt").write_bytes(b"")
+    rows = {json.loads(r["meta"])["path"]: r for r in rows_of(SourceConfig(name="t", format="text",
+                                                                            path=str(tmp_path)), tmp_path)}
+    assert rows["a.md"]["text"].startswith("# Title") and rows["a.md"]["reason"] == ""
+    assert [rows[k]["reason"] for k in ("b.txt", "c.txt", "d.txt")] == ["invalid_utf8", "binary", "empty_file"]
+
+
+def test_decode_tells_binary_from_bad_utf8():
+    assert decode("h\u00e9".encode()) == ("h\u00e9", "")
+    assert decode(b"\xef\xbb\xbfbom") == ("bom", "")
+    assert decode(b"\x89PNG\r\n\x1a\n\x00\x00")[1] == "binary"
+    assert decode("caf\u00e9".encode("latin-1")) == ("caf\ufffd", "invalid_utf8")
+
+
+@pytest.mark.parametrize("rel, size, reason", [
+    ("json/decoder.py", 100, ""),
+    ("json/__pycache__/decoder.cpython-311.pyc", 100, "build_artifact"),
+    ("third_party/six.py", 100, "vendored"),
+    ("web/node_modules/left-pad/index.js", 100, "vendored"),
+    ("lib/site-packages/requests/api.py", 100, "vendored"),
+    ("web/dist/app.min.js", 100, "generated"),
+    ("proto/api_pb2.py", 100, "generated"),
+    ("package-lock.json", 100, "generated"),
+    ("generated/table.py", 200_001, "too_large"),
+    ("vendor.py", 100, ""),  # a file named like a vendored folder is not in one
+])
+def test_code_skip_rules(rel, size, reason):
+    assert skip_reason(rel, size, "code", ReadConfig(max_code_bytes=200_000)) == reason
+
+
+def test_code_tree_keeps_path_and_language_in_meta(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / "x.js").write_text("var x = 1;")
+    rows = rows_of(SourceConfig(name="code", kind="code", format="code", path=str(tmp_path)), tmp_path)
+    by = {json.loads(r["meta"])["path"]: r for r in rows}
+    assert json.loads(by["pkg/m.py"]["meta"]) == {"path": "pkg/m.py", "bytes": 22, "language": "python"}
+    assert by["pkg/m.py"]["id"] == doc_id("code", "pkg/m.py") and by["node_modules/x.js"]["reason"] == "vendored"
+    assert [language(p) for p in ("a/b.py", "x.RS", "Makefile", "README", "notes.weird")] == \
+        ["python", "rust", "make", "text", "text"]
