@@ -249,8 +249,10 @@ def import_command(cfg, args) -> int:
     c = report["config"]
     print(f"ownlm: imported {args.hf_dir} -> {args.output} ({c.n_layers} layers, dim {c.dim}, "
           f"vocab {c.vocab_size})")
-    if report["added_tokens"]:
-        print(f"    added special tokens to its tokenizer: {', '.join(report['added_tokens'])}")
+    if report["roles"]:
+        print("    its tokens for ownlm's roles: " + ", ".join(f"{r}={t}" for r, t in report["roles"].items() if t))
+    for note in report["notes"]:
+        print(f"    {note}")
     if not report["tokenizer"]:
         print("    the folder had no tokenizer.json: the checkpoint has no tokenizer (generate/chat/embed need one)")
     return 0
