@@ -230,7 +230,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     try:
         return Tokenizer.from_file(file, meta.get(ROLES_KEY))
     except ValueError as e:
-        raise CheckpointError(f"{file} does not fit the checkpoint's {CONFIG}: {e}") from e
+        raise CheckpointError(f"{file}: {e}") from e
 
 
 def load_train_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict | None:

@@ -384,7 +384,8 @@ def hf_token_roles(folder: str | Path, backend, hf: dict[str, Any] | None = None
     Nothing is added: backend (a tokenizers.Tokenizer) is only read."""
     folder = Path(folder)
     named = [_read_json(folder / n) for n in ("tokenizer_config.json", "special_tokens_map.json")]
-    by_id = [hf if hf is not None else _read_json(folder / "config.json"), _read_json(folder / "generation_config.json")]
+    by_id = [hf if hf is not None else _read_json(folder / "config.json"),
+             _read_json(folder / "generation_config.json")]
     special = {t.content for t in backend.get_added_tokens_decoder().values() if t.special}
     roles: dict[str, str | None] = {}
     for role, key in _TOKEN_KEYS.items():
