@@ -5,6 +5,11 @@
     <path>/tokenizer.json      the tokenizer the model was trained with (when given)
     <path>/train_state.pt      what resuming needs: optimizer, scheduler, step, rng (when given)
 
+A tokenizer that is not ownlm's own (an imported model's) has its role -> token mapping in
+config.json's "tokenizer_roles" (see model.tokenizer); load_tokenizer applies it.
+add_special_tokens adds tokens to a checkpoint's tokenizer and grows the model to cover them,
+recording the resize in "vocab_resizes".
+
 Folders are written beside the target and renamed into place, so a reader sees the old
 checkpoint or the new one, never half of one. Paths are local; syncing to shared storage
 is the caller's (Ray Train's) business.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +29,15 @@ from safetensors.torch import load_file, save_file
 from model.atomic import discard_dir, publish_dir, staging_dir
 from model.config import ModelConfig
 from model.errors import InputError, MissingInput
-from model.tokenizer import Tokenizer
+from model.tokenizer import OWN_TOKENS, Tokenizer, check_roles
 from model.transformer import Transformer
 
 FORMAT = "ownlm"
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER, TRAIN_STATE = "model.safetensors", "config.json", "tokenizer.json", "train_state.pt"
 _TIED_KEY, _EMBEDDING_KEY = "output.weight", "tok_embeddings.weight"
+ROLES_KEY, RESIZES_KEY = "tokenizer_roles", "vocab_resizes"
+"""config.json metadata: the tokenizer's role -> token mapping, and the list of explicit vocabulary resizes."""
 
 
 class CheckpointError(InputError):
@@ -74,7 +82,8 @@ def save_checkpoint(
 
     metadata: JSON-serializable extras stored at the top level of config.json (step,
     tokens seen, data fingerprints, ...); with a tokenizer, "tokenizer_fingerprint" is
-    added (and checked, when metadata already has it). In a distributed run only rank 0
+    added (and checked, when metadata already has it). A tokenizer that is not ownlm's own
+    needs its role mapping in metadata["tokenizer_roles"] (model.tokenizer.Tokenizer's roles). In a distributed run only rank 0
     writes; with FSDP2 every rank must call (gathering the shards is collective).
     """
     path = Path(path)
@@ -109,7 +118,9 @@ def _config_json(cfg: ModelConfig, metadata: dict | None, tokenizer_path) -> dic
     if clash:
         raise ValueError(f"metadata keys {clash} are reserved by the checkpoint format: rename them")
     if tokenizer_path is not None:
-        fingerprint = Tokenizer.from_file(tokenizer_path).fingerprint
+        if ROLES_KEY in metadata:
+            metadata[ROLES_KEY] = check_roles(metadata[ROLES_KEY])
+        fingerprint = Tokenizer.from_file(tokenizer_path, metadata.get(ROLES_KEY)).fingerprint
         claimed = metadata.setdefault("tokenizer_fingerprint", fingerprint)
         if claimed != fingerprint:
             raise ValueError(
@@ -198,12 +209,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """The tokenizer saved with a checkpoint."""
-    read_metadata(path)
+    """The tokenizer saved with a checkpoint, with the role mapping its metadata records (an
+    imported model's tokenizer); without one, ownlm's own special tokens."""
+    meta = read_metadata(path)
     file = Path(path) / TOKENIZER
     if not file.is_file():
         raise CheckpointError(f"checkpoint {path} was saved without a tokenizer ({TOKENIZER})")
-    return Tokenizer.from_file(file)
+    try:
+        return Tokenizer.from_file(file, meta.get(ROLES_KEY))
+    except ValueError as e:
+        raise CheckpointError(f"{file}: {e}") from e
 
 
 def load_train_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict | None:
@@ -217,3 +232,98 @@ def load_train_state(path: str | Path, map_location: str | torch.device = "cpu")
     if not file.is_file():
         return None
     return torch.load(file, map_location=map_location, weights_only=False)
+
+
+# ---- explicit vocabulary growth ----
+
+def grow_vocab(state: dict[str, torch.Tensor], cfg: ModelConfig, vocab_size: int) -> dict[str, torch.Tensor]:
+    """A state dict with the embedding (and an untied head) grown to vocab_size rows: the old
+    rows exactly as they were, each new row the mean of the old ones (computed in float32), a
+    neutral start that training moves. A tied head stays the embedding."""
+    old = state[_EMBEDDING_KEY].shape[0]
+    if vocab_size < old:
+        raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size} rows")
+    out = dict(state)
+    for key in (_EMBEDDING_KEY,) + (() if cfg.tie_embeddings else (_TIED_KEY,)):
+        w = state[key]
+        extra = w.float().mean(0, keepdim=True).to(w.dtype).expand(vocab_size - w.shape[0], -1)
+        out[key] = torch.cat([w, extra])
+    if cfg.tie_embeddings:
+        out[_TIED_KEY] = out[_EMBEDDING_KEY]
+    return out
+
+
+def add_special_tokens(
+    path: str | Path,
+    tokens: list[str],
+    output: str | Path | None = None,
+    *,
+    roles: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """Add special tokens to a checkpoint's tokenizer and grow the model to cover their ids: the
+    explicit resize that a command needing tokens an imported model lacks (fine-tuning on chat
+    roles, the masked family's <|mask|>) runs, instead of import changing the model.
+
+    tokens: the tokens' texts, e.g. model.tokenizer.ROLE_TOKENS; ones the tokenizer already has
+    are skipped. New ids follow the tokenizer's last; when they pass the config's vocab_size the
+    embedding (and an untied head) grow to cover them (grow_vocab: old rows bit-identical, new
+    ones the mean of the old). An id below vocab_size keeps the row the model already has there.
+    Each of ownlm's roles without a token is mapped to its own token (model.tokenizer.OWN_TOKENS)
+    when that is now there; roles maps roles explicitly (to tokens the tokenizer has after the
+    addition), overriding. The mask role's id becomes the config's mask_id.
+
+    The result is saved at output (None: the checkpoint itself, replaced atomically), with the
+    role mapping in "tokenizer_roles" and this resize appended to "vocab_resizes" in config.json.
+    A train_state.pt is not carried over: its optimizer state has the old shapes. When nothing
+    changes and output is the checkpoint itself, nothing is written. Returns the
+    record: {"added": [token, ...], "ids": {token: id}, "old_vocab_size", "vocab_size",
+    "init", "tied", "roles": {role: token | None}, "previous_tokenizer_fingerprint", "output"}.
+    """
+    import tokenizers
+
+    path = Path(path)
+    output = path if output is None else Path(output)
+    meta = read_metadata(path)
+    tok = load_tokenizer(path)
+    model, cfg = load_model(path)
+    if isinstance(tokens, str) or not all(isinstance(t, str) and t for t in tokens):
+        raise ValueError(f"tokens must be a list of non-empty token strings, got {tokens!r}")
+    backend = tokenizers.Tokenizer.from_str(tok.backend.to_str())
+    added = [t for t in dict.fromkeys(tokens) if backend.token_to_id(t) is None]
+    if added:
+        backend.add_special_tokens(added)
+    new_roles = dict(tok.roles)
+    for role, own in OWN_TOKENS.items():
+        if new_roles[role] is None and backend.token_to_id(own) is not None:
+            new_roles[role] = own
+    new_roles.update(roles or {})
+    new_roles = Tokenizer(backend, new_roles).roles  # checks that every mapped token is there
+
+    old_vocab = cfg.vocab_size
+    vocab = max(old_vocab, backend.get_vocab_size(with_added_tokens=True))
+    mask = new_roles["mask"]
+    new_cfg = ModelConfig.from_dict({**cfg.to_dict(), "vocab_size": vocab,
+                                     "mask_id": backend.token_to_id(mask) if mask else cfg.mask_id}).validate()
+    record = {"added": added, "ids": {t: backend.token_to_id(t) for t in added}, "old_vocab_size": old_vocab,
+              "vocab_size": vocab, "init": "mean of the existing rows", "tied": cfg.tie_embeddings,
+              "roles": new_roles, "previous_tokenizer_fingerprint": tok.fingerprint}
+    if not added and new_roles == tok.roles and new_cfg == cfg and output == path:
+        return {**record, "output": str(output)}  # nothing to do: the checkpoint stays as it is
+    state = grow_vocab(model.state_dict(), cfg, vocab) if vocab > old_vocab else model.state_dict()
+    with torch.device("meta"):
+        grown = Transformer(new_cfg)
+    grown.load_state_dict(state, strict=True, assign=True)
+    grown.tie_weights()
+
+    reserved = {"format", "format_version", "model", "tokenizer_fingerprint"}
+    metadata = {k: v for k, v in meta.items() if k not in reserved}
+    metadata[ROLES_KEY] = new_roles
+    metadata[RESIZES_KEY] = list(meta.get(RESIZES_KEY, [])) + [record]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_tok = output.parent / f".{output.name}.tokenizer-{uuid.uuid4().hex[:8]}.json"
+    backend.save(str(tmp_tok))
+    try:
+        save_checkpoint(output, grown, new_cfg, tokenizer_path=tmp_tok, metadata=metadata)
+    finally:
+        tmp_tok.unlink(missing_ok=True)
+    return {**record, "output": str(output)}

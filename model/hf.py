@@ -11,6 +11,15 @@ rotate_half, which pairs channel j with j + head_dim/2. Attention scores only de
 q . k, so permuting the output rows of wq and wk within each head (pair members to the two
 halves) gives the same model in the other layout; this is the permutation of transformers'
 own convert_llama_weights_to_hf.py.
+
+An import keeps the model exactly: vocabulary, shapes, tied or not, and the tokenizer file
+as it is. ownlm's roles (end-of-text, padding, chat roles, mask) are mapped onto tokens the
+tokenizer already has, as its tokenizer_config.json / special_tokens_map.json (or config.json's
+token ids) name them, and recorded in the checkpoint ("tokenizer_roles"); the Hugging Face
+tokenizer files themselves (tokenizer_config.json, chat template, generation_config.json) are
+kept in the checkpoint's metadata ("hf_import") so that an export writes them back. Tokens a
+command needs that the model lacks are added by that command, explicitly:
+model.checkpoint.add_special_tokens.
 """
 from __future__ import annotations
 
@@ -23,10 +32,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.atomic import discard_dir, publish_dir, staging_dir
-from model.checkpoint import TOKENIZER, CheckpointError, load_model, save_checkpoint
+from model.checkpoint import ROLES_KEY, TOKENIZER, CheckpointError, load_model, load_tokenizer, read_metadata
+from model.checkpoint import save_checkpoint
 from model.config import ROPE_SCALING_KEYS, ModelConfig
 from model.errors import InputError, MissingInput
-from model.tokenizer import EOT, MASK, PAD, SPECIAL_TOKENS, Tokenizer
+from model.tokenizer import CHAT_ROLES, OWN_TOKENS, Tokenizer, check_roles
 
 HF_WEIGHTS = "model.safetensors"
 CHAT_TEMPLATE = (
@@ -34,6 +44,14 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 """model.tokenizer.chat_prompt as a Jinja template, for tokenizer.apply_chat_template."""
+IMPORT_KEY = "hf_import"
+"""Checkpoint metadata of an import: {"special_ids", "tokenizer_fingerprint", "files"}."""
+KEPT_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
+              "generation_config.json")
+"""Hugging Face files an import keeps (their text, in the metadata) and an export writes back."""
+_TOKEN_KEYS = {"eot": "eos_token", "pad": "pad_token", "bos": "bos_token", "mask": "mask_token"}
+"""ownlm's role -> the tokenizer_config.json / special_tokens_map.json key that names its token."""
+_ID_KEYS = {"eot": "eos_token_id", "pad": "pad_token_id", "bos": "bos_token_id"}
 
 # ours -> Hugging Face, per layer ({i} is the layer index)
 _LAYER_KEYS = {
@@ -126,9 +144,15 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 
 # ---- config ----
 
-def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None, dtype: torch.dtype = torch.float32) -> dict:
-    """LlamaConfig's config.json for a causal ownlm model."""
-    eot = tokenizer.eot_id if tokenizer else None
+def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None, dtype: torch.dtype = torch.float32,
+              special_ids: dict[str, Any] | None = None) -> dict:
+    """LlamaConfig's config.json for a causal ownlm model. Token ids come from the tokenizer's
+    roles; special_ids (an imported model's own bos/eos/pad_token_id) win where they are set."""
+    ids = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if tokenizer is not None:  # documents are separated by end-of-text; ours have no begin token
+        ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.role_id("eot"),
+               "pad_token_id": tokenizer.role_id("pad")}
+    ids.update({k: v for k, v in (special_ids or {}).items() if k in ids and v is not None})
     rope = {"rope_type": "llama3", **cfg.rope_scaling} if cfg.rope_scaling else {"rope_type": "default"}
     return {
         "architectures": ["LlamaForCausalLM"],
@@ -151,9 +175,7 @@ def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None, dtype: torch
         "mlp_bias": False,
         "tie_word_embeddings": cfg.tie_embeddings,
         "initializer_range": cfg.init_std,
-        "bos_token_id": None,  # documents are separated by end-of-text; there is no begin token
-        "eos_token_id": eot,
-        "pad_token_id": tokenizer.pad_id if tokenizer else None,
+        **ids,
         "torch_dtype": str(dtype).removeprefix("torch."),  # transformers 4.x
         "dtype": str(dtype).removeprefix("torch."),  # transformers 5
         "use_cache": True,
@@ -204,23 +226,25 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
 
 def export_hf(checkpoint: str | Path, output: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write the ownlm checkpoint as a Hugging Face Llama folder at output (replaced if there).
-    dtype: the weights' dtype in the export (None: as stored)."""
+    dtype: the weights' dtype in the export (None: as stored). An imported checkpoint gets its
+    own tokenizer files back (verbatim while its tokenizer is the one imported)."""
     checkpoint, output = Path(checkpoint), Path(output)
     model, cfg = load_model(checkpoint, dtype=dtype)
     if cfg.family != "causal":
         raise CheckpointError(
             f"{checkpoint} is a {cfg.family!r}-family model; a Hugging Face Llama is causal, so only the "
             "causal family exports (its logits would differ over the bidirectional part)")
-    tokenizer = Tokenizer.from_file(checkpoint / TOKENIZER) if (checkpoint / TOKENIZER).is_file() else None
+    imported = read_metadata(checkpoint).get(IMPORT_KEY) or {}
+    tokenizer = load_tokenizer(checkpoint) if (checkpoint / TOKENIZER).is_file() else None
     state = {k: v for k, v in model.state_dict().items()}
     weight_dtype = state["tok_embeddings.weight"].dtype
     tmp = staging_dir(output)
     try:
         save_file(to_hf_state_dict(state, cfg), str(tmp / HF_WEIGHTS), metadata={"format": "pt"})
-        _write_json(tmp / "config.json", hf_config(cfg, tokenizer, weight_dtype))
+        _write_json(tmp / "config.json", hf_config(cfg, tokenizer, weight_dtype, imported.get("special_ids")))
         if tokenizer is not None:
-            _write_hf_tokenizer(tmp, checkpoint / TOKENIZER, tokenizer, cfg)
-        _write_json(tmp / "generation_config.json", _generation_config(tokenizer))
+            _write_hf_tokenizer(tmp, checkpoint / TOKENIZER, tokenizer, cfg, imported)
+        _write_generation_config(tmp / "generation_config.json", tokenizer, imported)
         publish_dir(tmp, output)
     except BaseException:
         discard_dir(tmp)
@@ -228,29 +252,78 @@ def export_hf(checkpoint: str | Path, output: str | Path, dtype: torch.dtype | N
     return output
 
 
-def _write_hf_tokenizer(folder: Path, tokenizer_file: Path, tok: Tokenizer, cfg: ModelConfig) -> None:
+def chat_template(roles: dict[str, str | None]) -> str | None:
+    """model.tokenizer.chat_prompt's layout as a Jinja template in these role tokens (CHAT_TEMPLATE
+    for ownlm's own); None when a chat role has no token."""
+    if any(roles.get(r) is None for r in CHAT_ROLES):
+        return None
+    if all(roles[r] == OWN_TOKENS[r] for r in CHAT_ROLES):
+        return CHAT_TEMPLATE
+    q = {r: json.dumps(roles[r]) for r in CHAT_ROLES}  # a JSON string is a Jinja string literal
+    return ("{% for message in messages %}"
+            + "".join(f"{'{% if' if i == 0 else '{% elif'} message['role'] == '{r}' %}}{{{{ {q[r]} }}}}"
+                      for i, r in enumerate(("system", "user", "assistant")))
+            + "{% endif %}{{ message['content'] }}{{ " + q["end_of_turn"] + " }}{% endfor %}"
+            + "{% if add_generation_prompt %}{{ " + q["assistant"] + " }}{% endif %}")
+
+
+def _write_hf_tokenizer(folder: Path, tokenizer_file: Path, tok: Tokenizer, cfg: ModelConfig, imported: dict) -> None:
     shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
-    specials = {"eos_token": EOT, "pad_token": PAD}
-    if tok.mask_id is not None:
-        specials["mask_token"] = MASK
+    kept = {n: t for n, t in (imported.get("files") or {}).items() if n != "generation_config.json"}
+    roles = tok.roles
+    specials = {key: roles[role] for role, key in _TOKEN_KEYS.items() if roles[role] is not None}
+    if kept and imported.get("tokenizer_fingerprint") == tok.fingerprint:
+        for name, text in kept.items():  # the tokenizer as imported: its own files, byte for byte
+            (folder / name).write_text(text)
+        return
+    if kept:  # imported, then grown (add_special_tokens): its files, with what the tokenizer now has
+        config = json.loads(kept.get("tokenizer_config.json", "{}"))
+        config.pop("added_tokens_decoder", None)  # tokenizer.json's added tokens are the current ones
+        for name, text in kept.items():
+            if name == "special_tokens_map.json":
+                _write_json(folder / name, {**specials, **{k: v for k, v in json.loads(text).items() if v}})
+            elif name != "tokenizer_config.json":
+                (folder / name).write_text(text)
+        config.update({k: v for k, v in specials.items() if not config.get(k)})
+        has_template = config.get("chat_template") or {"chat_template.jinja", "chat_template.json"} & kept.keys()
+        if not has_template and chat_template(roles):
+            config["chat_template"] = chat_template(roles)
+        _write_json(folder / "tokenizer_config.json", config)
+        return
     _write_json(folder / "special_tokens_map.json", specials)
-    _write_json(folder / "tokenizer_config.json", {
+    config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **specials,
-        "bos_token": None,
+        "bos_token": roles["bos"],
         "add_bos_token": False,
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": cfg.max_seq_len,
-        "chat_template": CHAT_TEMPLATE,
-    })
+    }
+    if chat_template(roles):
+        config["chat_template"] = chat_template(roles)
+    _write_json(folder / "tokenizer_config.json", config)
 
 
-def _generation_config(tok: Tokenizer | None) -> dict:
+def _write_generation_config(path: Path, tok: Tokenizer | None, imported: dict) -> None:
+    """The imported model's own generation_config.json while its tokenizer is unchanged; else
+    ours (or its own, updated): stop at end-of-text and at the end of a chat turn."""
+    kept = (imported.get("files") or {}).get("generation_config.json")
+    if kept is not None and (tok is None or imported.get("tokenizer_fingerprint") == tok.fingerprint):
+        path.write_text(kept)
+        return
+    base = json.loads(kept) if kept is not None else {}
     if tok is None:
-        return {"_from_model_config": True}
-    stops = [tok.eot_id] + ([tok.end_of_turn_id] if tok.end_of_turn_id is not None else [])
-    return {"eos_token_id": stops, "pad_token_id": tok.pad_id, "bos_token_id": None}
+        _write_json(path, base or {"_from_model_config": True})
+        return
+    eos = base.get("eos_token_id")
+    stops = [] if eos is None else list(eos) if isinstance(eos, list) else [eos]
+    stops += [i for i in (tok.role_id("eot"), tok.end_of_turn_id) if i is not None and i not in stops]
+    base["eos_token_id"] = stops
+    if base.get("pad_token_id") is None:
+        base["pad_token_id"] = tok.role_id("pad")
+    base.setdefault("bos_token_id", tok.bos_id)
+    _write_json(path, base)
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -277,42 +350,107 @@ def read_hf_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     raise HFFormatError(f"{folder} has no {HF_WEIGHTS}, model.safetensors.index.json or pytorch_model.bin")
 
 
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise HFFormatError(f"{path} is not valid JSON: {e}") from e
+    return obj if isinstance(obj, dict) else {}
+
+
+def _token_text(value: Any) -> str | None:
+    """A token as tokenizer_config.json writes it: a string, or an AddedToken dict {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+def hf_token_roles(folder: str | Path, backend, hf: dict[str, Any] | None = None) -> dict[str, str | None]:
+    """Which of the tokenizer's own tokens plays each of ownlm's roles (model.tokenizer.TOKEN_ROLES),
+    None where it has none. In order: the tokens that tokenizer_config.json, then
+    special_tokens_map.json name (eos_token, pad_token, bos_token, mask_token); the special token
+    at config.json's, then generation_config.json's eos/pad/bos_token_id (the first of a list);
+    ownlm's own token, when the tokenizer has it (the chat roles are only ever found this way).
+    Nothing is added: backend (a tokenizers.Tokenizer) is only read."""
+    folder = Path(folder)
+    named = [_read_json(folder / n) for n in ("tokenizer_config.json", "special_tokens_map.json")]
+    by_id = [hf if hf is not None else _read_json(folder / "config.json"),
+             _read_json(folder / "generation_config.json")]
+    special = {t.content for t in backend.get_added_tokens_decoder().values() if t.special}
+    roles: dict[str, str | None] = {}
+    for role, key in _TOKEN_KEYS.items():
+        tokens = [t for t in (_token_text(f.get(key)) for f in named) if t and backend.token_to_id(t) is not None]
+        if tokens:
+            roles[role] = tokens[0]
+    for role, key in _ID_KEYS.items():
+        for source in by_id if role not in roles else ():
+            i = source.get(key)
+            i = i[0] if isinstance(i, list) and i else i
+            token = backend.id_to_token(i) if isinstance(i, int) and not isinstance(i, bool) and i >= 0 else None
+            if token in special:
+                roles[role] = token
+                break
+    for role, own in OWN_TOKENS.items():
+        if roles.get(role) is None and backend.token_to_id(own) is not None:
+            roles[role] = own
+    return check_roles(roles)
+
+
 def import_hf(folder: str | Path, output: str | Path, dtype: torch.dtype | None = torch.float32) -> dict:
     """Read a local Hugging Face Llama folder into an ownlm checkpoint at output. dtype: the
     stored weights' dtype (float32 by default, what training wants; None keeps the source's).
 
-    The tokenizer comes along when the folder has a tokenizer.json. Our special tokens that it
-    lacks (end-of-text, padding, chat roles, mask) are added to it, and the embedding (and an
-    untied head) grow to cover their ids, new rows set to the mean of the old ones (a neutral
-    start that fine-tuning moves). Returns what was done: {"config", "added_tokens", "tokenizer"}.
+    The model is kept exactly: vocab_size, shapes, tied or not; the tokenizer.json (when the
+    folder has one) is copied as it is. ownlm's roles are mapped onto tokens it already has
+    (hf_token_roles) and recorded in the checkpoint's "tokenizer_roles"; roles without a token
+    are reported, and a command that needs them adds them explicitly
+    (model.checkpoint.add_special_tokens). The Hugging Face tokenizer and generation files are
+    kept in the metadata ("hf_import") for export_hf to write back.
+
+    Returns {"config": ModelConfig, "tokenizer": bool (a tokenizer.json came along),
+    "roles": {role: token | None} ({} without a tokenizer), "missing": [ownlm roles without a
+    token], "notes": [str, ...] (what a user should know, e.g. padding sharing end-of-text)}.
     """
     folder, output = Path(folder), Path(output)
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise MissingInput(f"{folder} has no config.json: not a Hugging Face model folder")
-    hf = json.loads(config_file.read_text())
+    hf = _read_json(config_file)
     cfg = config_from_hf(hf)
     state = from_hf_state_dict(read_hf_weights(folder), cfg)
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
 
-    tokenizer_path, added = None, []
-    tmp_tok = output.parent / f".{output.name}.tokenizer.json"
+    record: dict[str, Any] = {"special_ids": {k: hf.get(k) for k in _ID_KEYS.values()}}
+    metadata: dict[str, Any] = {"imported_from": str(folder.resolve())}
+    tokenizer_path, roles, missing, notes = None, {}, [], []
     if (folder / "tokenizer.json").is_file():
-        import tokenizers
-
-        backend = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        added = [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
-        if added:
-            backend.add_special_tokens(added)
-        vocab = backend.get_vocab_size(with_added_tokens=True)
-        if vocab > cfg.vocab_size:
-            state = _grow_vocab(state, cfg, vocab)
-            cfg = ModelConfig.from_dict({**cfg.to_dict(), "vocab_size": vocab}).validate()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        backend.save(str(tmp_tok))
-        tokenizer_path = tmp_tok
-    cfg = ModelConfig.from_dict({**cfg.to_dict(), "mask_id": _mask_id(tokenizer_path)}).validate()
+        tokenizer_path = folder / "tokenizer.json"
+        try:
+            backend = Tokenizer.from_file(tokenizer_path, roles={}).backend
+        except ValueError as e:
+            raise HFFormatError(str(e)) from e
+        n_ids = backend.get_vocab_size(with_added_tokens=True)
+        if n_ids > cfg.vocab_size:
+            raise HFFormatError(f"{tokenizer_path} has {n_ids} token ids but the model's embedding only "
+                                f"{cfg.vocab_size} rows: not the tokenizer of this model")
+        roles = hf_token_roles(folder, backend, hf)
+        tok = Tokenizer(backend, roles)
+        missing = tok.missing()
+        if roles["mask"] is not None:
+            cfg = ModelConfig.from_dict({**cfg.to_dict(), "mask_id": tok.mask_id}).validate()
+        if roles["pad"] is not None and roles["pad"] == roles["eot"]:
+            notes.append(f"padding and end-of-text are the same token ({roles['pad']}): training on packed "
+                         "documents ignores padding targets, so it would not learn to end a text")
+        if missing:
+            notes.append(f"no token for {', '.join(missing)}: a command that needs them adds them with "
+                         "model.checkpoint.add_special_tokens (it grows the embedding)")
+        record["tokenizer_fingerprint"] = tok.fingerprint
+        metadata[ROLES_KEY] = roles
+    record["files"] = {n: (folder / n).read_text() for n in KEPT_FILES if (folder / n).is_file()}
+    metadata[IMPORT_KEY] = record
 
     with torch.device("meta"):
         from model.transformer import Transformer
@@ -320,30 +458,6 @@ def import_hf(folder: str | Path, output: str | Path, dtype: torch.dtype | None 
         model = Transformer(cfg)
     model.load_state_dict(state, strict=True, assign=True)
     model.tie_weights()
-    try:
-        save_checkpoint(output, model, cfg, tokenizer_path=tokenizer_path,
-                        metadata={"imported_from": str(folder.resolve()), "added_tokens": added})
-    finally:
-        tmp_tok.unlink(missing_ok=True)
-    return {"config": cfg, "added_tokens": added, "tokenizer": tokenizer_path is not None}
-
-
-def _mask_id(tokenizer_path: Path | None) -> int | None:
-    if tokenizer_path is None:
-        return None
-    import tokenizers
-
-    return tokenizers.Tokenizer.from_file(str(tokenizer_path)).token_to_id(MASK)
-
-
-def _grow_vocab(state: dict[str, torch.Tensor], cfg: ModelConfig, vocab: int) -> dict[str, torch.Tensor]:
-    """Pad the embedding (and an untied head) to vocab rows with the mean of the existing rows."""
-    out = dict(state)
-    for key in ("tok_embeddings.weight",) + (() if cfg.tie_embeddings else ("output.weight",)):
-        w = state[key]
-        extra = w.float().mean(0, keepdim=True).to(w.dtype).expand(vocab - w.shape[0], -1)
-        out[key] = torch.cat([w, extra])
-    if cfg.tie_embeddings:
-        out["output.weight"] = out["tok_embeddings.weight"]
-    return out
-
+    save_checkpoint(output, model, cfg, tokenizer_path=tokenizer_path, metadata=metadata)
+    return {"config": cfg, "tokenizer": tokenizer_path is not None, "roles": roles, "missing": missing,
+            "notes": notes}

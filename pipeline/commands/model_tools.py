@@ -149,8 +149,10 @@ def import_command(inv: Invocation) -> int:
     c = report["config"]
     print(f"ownlm: imported {args.hf_dir} -> {args.output} ({c.n_layers} layers, dim {c.dim}, "
           f"vocab {c.vocab_size})")
-    if report["added_tokens"]:
-        print(f"    added special tokens to its tokenizer: {', '.join(report['added_tokens'])}")
+    if report["roles"]:
+        print("    its tokens for ownlm's roles: " + ", ".join(f"{r}={t}" for r, t in report["roles"].items() if t))
+    for note in report["notes"]:
+        print(f"    {note}")
     if not report["tokenizer"]:
         print("    the folder had no tokenizer.json: the checkpoint has no tokenizer (generate/chat/embed need one)")
     return 0
@@ -206,5 +208,6 @@ IMPORT = Command(
     name="import", help="read a local Hugging Face Llama into a checkpoint", run=import_command,
     arguments=_import_arguments,
     description="Read a local Hugging Face Llama folder (config.json, safetensors or pytorch_model.bin, "
-                "tokenizer.json) into an ownlm checkpoint, to continue pretraining or fine-tune it. Our special "
-                "tokens that its tokenizer lacks are added, and the embedding grows to cover them.")
+                "tokenizer.json) into an ownlm checkpoint, to continue pretraining or fine-tune it. The model is "
+                "kept exactly (vocabulary, shapes, tied or untied head): ownlm's roles (end-of-text, padding, chat "
+                "turns) map onto tokens its tokenizer already has, and `export` gives back what came in.")
