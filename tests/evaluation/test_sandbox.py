@@ -202,9 +202,16 @@ def test_unsafe_no_sandbox_runs_without_isolation(tmp_path):
 
 
 def test_without_isolation_unavailable_it_refuses_unless_told(monkeypatch):
+    from evaluation.humaneval import load_problems, run_humaneval, score
+
     monkeypatch.setattr(isolation, "problem", lambda: "simulated: no user namespaces")
-    for run in (lambda **kw: run_program("pass", FAST, **kw), lambda **kw: run_programs(["pass"], FAST, **kw)):
+    p = load_problems(1)[0]
+    sample = [{"task_id": p["task_id"], "completion": p["canonical_solution"]}]
+    runs = [lambda **kw: run_program("pass", FAST, **kw), lambda **kw: run_programs(["pass"], FAST, **kw),
+            lambda **kw: score([p], sample, FAST, progress=False, **kw)]
+    for run in [*runs, lambda: run_humaneval(None, None)]:  # refused before the model generates anything
         with pytest.raises(isolation.IsolationUnavailable, match="simulated.*unshare.*--unsafe-no-sandbox"):
             run()
     assert run_program("pass", FAST, unsafe_no_sandbox=True).passed
     assert [o.status for o in run_programs(["pass"], FAST, progress=False, unsafe_no_sandbox=True)] == ["passed"]
+    assert score([p], sample, FAST, progress=False, unsafe_no_sandbox=True)["pass@k"] == {"pass@1": 1.0}
