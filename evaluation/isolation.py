@@ -4,10 +4,10 @@
 below in fresh user, PID, mount and network namespaces. INIT, root in that user namespace only:
 
 1. makes every mount read-only (a bind remount each, keeping the flags the kernel locked);
-2. mounts an empty read-only tmpfs over each hidden folder ($HOME, /root, /home, and /tmp, /var/tmp,
-   /run and /dev/shm, where Unix sockets such as Ray's and Docker's live: a socket file is reachable
-   without any network) and over the folders the caller names, such as the storage root; a hidden
-   file gets /dev/null;
+2. mounts an empty read-only tmpfs over each hidden folder ($HOME, /root, /home, and /tmp, /var/tmp
+   and /run, where Unix sockets such as Ray's and Docker's live: a socket file is reachable without
+   any network) and over the folders the caller names, such as the storage root; a hidden file
+   gets /dev/null. /dev holds only null, zero, full, random and urandom;
 3. binds the interpreter's prefixes back (read-only) where a hidden folder covered them, so a
    Python that lives under $HOME still starts;
 4. mounts a fresh, size-limited tmpfs on the sandbox folder: the only place it can write;
@@ -33,13 +33,14 @@ from collections.abc import Iterable
 
 SETUP_FAILED = 96
 UNSHARE_FLAGS = ["--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--net"]
-HIDDEN = ["/root", "/home", "/tmp", "/var/tmp", "/run", "/dev/shm"]
+HIDDEN = ["/root", "/home", "/tmp", "/var/tmp", "/run"]
 """Hidden in every sandbox, with $HOME and what the caller adds."""
 
 INIT = r'''
 import ctypes, errno, json, os, re, signal, sys
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 CLONE_NEWNS, CLONE_NEWUSER, PR_SET_NO_NEW_PRIVS = 0x20000, 0x10000000, 38
+DEVICES = ("null", "zero", "full", "random", "urandom")
 libc = ctypes.CDLL(None, use_errno=True)
 
 def mount(source, target, fstype=None, flags=0, data=None):
@@ -71,16 +72,29 @@ def under(path, folders):
     return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
 
 def setup(cfg):
-    keep = {p: os.open(p, os.O_PATH) for p in cfg["keep"] if os.path.exists(p)}  # before hiding them
+    # Handles on what is bound back, taken before hiding covers them.
+    keep = {p: os.open(p, os.O_PATH) for p in cfg["keep"] if os.path.exists(p)}
+    devices = {d: os.open(f"/dev/{d}", os.O_PATH) for d in DEVICES}
     # /proc last, by the runner, once it has written its uid and gid maps there.
     all_read_only(lambda target: target != "/proc")
     hidden = []
+    def empty(path):
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=755")
+        hidden.append(path)
     def hide(path):
         if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=755")
-            hidden.append(path)
+            empty(path)
         elif os.path.exists(path):
             mount("/dev/null", path, None, MS_BIND)
+    # A /dev of a few harmless devices. The host's holds terminals, GPUs, the kernel log, ...: a
+    # read-only mount still lets one open a device for writing, as far as its mode allows.
+    empty("/dev")
+    for name, fd in devices.items():
+        os.close(os.open(f"/dev/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+        mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"/dev/{name}")
     for path in cfg["hide"]:
         hide(path)
     bound = []
