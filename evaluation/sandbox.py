@@ -57,7 +57,8 @@ def main():
     sandbox = sys.argv[5]
     source = sys.stdin.read()
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    if nproc:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -119,7 +120,9 @@ class Limits:
     file_size_mb: int = 16
     """Largest file the program may write (RLIMIT_FSIZE); isolated, its folder holds 4 times that, at least 64 MB."""
     processes: int = 64
-    """RLIMIT_NPROC. Counted per user namespace when isolated (Linux >= 5.14), else for the whole user."""
+    """RLIMIT_NPROC (threads count too), isolated runs only: there Linux >= 5.14 counts the
+    sandbox's own; unisolated it would count every process of the user. The kernel does not
+    apply it to root: run as root, a sandbox is bounded in processes only by its timeout."""
 
     @property
     def cpu_seconds(self) -> int:
@@ -143,20 +146,22 @@ def run_program(program: str, limits: Limits = Limits(), *, hide_paths: Iterable
     """Run one program in the sandbox; Outcome.status says how it ended.
 
     hide_paths: folders or files the program must not see, besides $HOME and the others in
-    `isolation.HIDDEN` (pass the storage root). unsafe_no_sandbox: run without isolation where
-    it is not available, instead of raising isolation.IsolationUnavailable."""
+    `isolation.HIDDEN` (pass the storage root). unsafe_no_sandbox: the explicit opt-out: run
+    without isolation (only the limits and the audit hook). Without it, where isolation is not
+    available, isolation.IsolationUnavailable is raised and nothing runs."""
     isolated = isolation.require(unsafe_no_sandbox)
     sandbox = tempfile.mkdtemp(prefix="ownlm-sandbox-")
     token = secrets.token_hex(16)
     cmd = [sys.executable, "-I", "-B", "-c", RUNNER, str(limits.memory_mb << 20), str(limits.cpu_seconds),
-           str(limits.file_size_mb << 20), str(limits.processes), sandbox]
+           str(limits.file_size_mb << 20), str(limits.processes if isolated else 0), sandbox]
     if isolated:
         cmd = isolation.command(cmd, sandbox, hide_paths, size_mb=max(64, 4 * limits.file_size_mb))
     env = {"PATH": "/usr/bin:/bin", "HOME": sandbox, "TMPDIR": sandbox, "LANG": "C.UTF-8",
            "PYTHONHASHSEED": "0"}
     start = time.perf_counter()
-    # A session of its own: killing its process group kills the runner, or isolated, `unshare` and
-    # the namespace's init (which the program cannot move out of the group), and with it the namespace.
+    # A session of its own, so that a kill of its process group reaches the runner or, isolated,
+    # `unshare` and the namespace's init (the program cannot move init out of the group): the kernel
+    # then kills all the namespace holds. Unisolated, what left the group survives.
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=sandbox, env=env, start_new_session=True)
     try:
