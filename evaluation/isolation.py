@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 
 SETUP_FAILED = 96
@@ -36,7 +37,7 @@ UNSHARE_FLAGS = ["--user", "--map-root-user", "--pid", "--fork", "--kill-child",
 HIDDEN = ["/root", "/home", "/tmp", "/var/tmp", "/run"]
 """Hidden in every sandbox, with $HOME and what the caller adds."""
 
-INIT = r'''
+INIT = f"SETUP_FAILED = {SETUP_FAILED}\n" + r'''
 import ctypes, errno, json, os, re, signal, sys
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 CLONE_NEWNS, CLONE_NEWUSER, PR_SET_NO_NEW_PRIVS = 0x20000, 0x10000000, 38
@@ -149,9 +150,8 @@ def main():
             continue
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
-SETUP_FAILED = %d
 main()
-''' % SETUP_FAILED
+'''
 
 
 class IsolationUnavailable(RuntimeError):
@@ -193,13 +193,11 @@ def problem() -> str | None:
     run of a tiny program), then remembered."""
     if not shutil.which("unshare"):
         return "util-linux's `unshare` is not installed"
-    import tempfile
-
     sandbox = tempfile.mkdtemp(prefix="ownlm-probe-")
     check = "import os; assert os.getpid() != 1 and os.getcwd() == os.environ['SANDBOX']; print('isolated')"
     try:
         out = subprocess.run(command([sys.executable, "-I", "-c", check], sandbox), capture_output=True, timeout=30,
-                             env={"PATH": "/usr/bin:/bin", "SANDBOX": os.path.abspath(sandbox)})
+                             check=False, env={"PATH": "/usr/bin:/bin", "SANDBOX": os.path.abspath(sandbox)})
     except (OSError, subprocess.SubprocessError) as e:
         return f"`unshare` failed: {e}"
     finally:
