@@ -6,7 +6,8 @@
   files (the data sets' own layouts, or the Hugging Face caches), never the network;
 - `evaluation.tasks`: tasks and sample files written for this project, with local data;
 - `evaluation.perplexity.perplexity`: loss, perplexity and bits per byte per source;
-- `evaluation.humaneval` + `evaluation.sandbox`: HumanEval in a sandbox, unbiased pass@k;
+- `evaluation.humaneval` + `evaluation.sandbox` + `evaluation.isolation`: HumanEval in a sandbox
+  (Linux namespaces), unbiased pass@k;
 - `evaluation.conversation` + `evaluation.embeddings` + `evaluation.judge`: conversational
   metrics with offline embeddings, and an LLM judge behind any OpenAI-compatible endpoint;
 - `evaluation.arena` + `evaluation.arena_ui`: anonymous side-by-side votes, Bradley-Terry ratings.

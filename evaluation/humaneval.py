@@ -4,13 +4,17 @@ completions from an ownlm model, tests run in the sandbox, unbiased pass@k.
 A sample is the problem's prompt (signature and docstring) followed by the model's
 completion, cut at the first line that starts a new top-level statement (the Codex paper's
 stop sequences). Its program is prompt + completion + the problem's tests + `check(entry_point)`,
-run by `evaluation.sandbox` in a process of its own. lm-eval's own `humaneval` task scores
+run by `evaluation.sandbox` in a process of its own, isolated by the operating system (its own
+user, PID, mount and network namespaces; without them nothing runs unless the caller passes
+unsafe_no_sandbox=True). lm-eval's own `humaneval` task scores
 through the `evaluate` library's code_eval metric, which is fetched from the Hub at run time;
 this module needs nothing from the network.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -47,8 +51,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def score(problems: list[dict], samples: list[dict], limits: Limits = Limits(), workers: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, *, hide_paths: Iterable[str | os.PathLike] = (),
+          unsafe_no_sandbox: bool = False) -> dict:
     """Run every sample ({"task_id", "completion"}) and estimate pass@k.
+
+    hide_paths: what the programs must not see besides $HOME and the other folders the sandbox
+    always hides (pass the storage root). unsafe_no_sandbox: run them without isolation where it
+    is not available, instead of raising evaluation.isolation.IsolationUnavailable.
 
     Returns {"metrics": {"eval/humaneval/pass_at_1": ...}, "pass@k": {...}, "problems": n,
     "samples_per_problem": n, "status": {passed/failed/timeout/blocked: count},
@@ -59,7 +68,8 @@ def score(problems: list[dict], samples: list[dict], limits: Limits = Limits(), 
     if unknown:
         raise InputError(f"samples for unknown HumanEval tasks: {', '.join(unknown[:5])}")
     outcomes = run_programs([program(by_id[s["task_id"]], s["completion"]) for s in samples], limits,
-                            workers=workers, progress=progress, desc="humaneval tests")
+                            workers=workers, progress=progress, desc="humaneval tests", hide_paths=hide_paths,
+                            unsafe_no_sandbox=unsafe_no_sandbox)
     scored, counts, status = [], defaultdict(lambda: [0, 0]), defaultdict(int)
     for s, o in zip(samples, outcomes):
         scored.append({**s, "passed": o.passed, "status": o.status, "detail": o.detail,
@@ -98,11 +108,16 @@ def generate(model, tokenizer, problems: list[dict], samples: int = 1, temperatu
 
 
 def run_humaneval(model, tokenizer, samples: int = 1, limit: int | None = None, temperature: float = 0.8,
-                  max_new_tokens: int = 256, timeout: float = 10.0, seed: int = 0, workers: int | None = None) -> dict:
-    """Generate and score; see `score` for what comes back."""
+                  max_new_tokens: int = 256, timeout: float = 10.0, seed: int = 0, workers: int | None = None, *,
+                  hide_paths: Iterable[str | os.PathLike] = (), unsafe_no_sandbox: bool = False) -> dict:
+    """Generate and score; see `score` for what comes back and for hide_paths and unsafe_no_sandbox."""
+    from evaluation.isolation import require
+
+    require(unsafe_no_sandbox)  # before generating: refuse early, not after the model has run
     problems = load_problems(limit)
     completions = generate(model, tokenizer, problems, samples, temperature, max_new_tokens, seed)
-    out = score(problems, completions, Limits(timeout=timeout), workers=workers)
+    out = score(problems, completions, Limits(timeout=timeout), workers=workers, hide_paths=hide_paths,
+                unsafe_no_sandbox=unsafe_no_sandbox)
     out["temperature"] = temperature if samples > 1 else 0.0
     return out
 
