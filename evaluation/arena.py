@@ -26,8 +26,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from evaluation.judge import judge_pair
-from evaluation.tasks import TASKS_DIR
 from evaluation.names import metric_name
+from evaluation.tasks import TASKS_DIR
 from model.errors import InputError, MissingInput
 from model.sampling import SamplingParams
 from model.tokenizer import END_OF_TURN, chat_prompt

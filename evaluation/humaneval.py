@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from evaluation.isolation import require
 from evaluation.sandbox import Limits, run_programs
 from model.errors import InputError, MissingPackage
 
@@ -111,8 +112,6 @@ def run_humaneval(model, tokenizer, samples: int = 1, limit: int | None = None, 
                   max_new_tokens: int = 256, timeout: float = 10.0, seed: int = 0, workers: int | None = None, *,
                   hide_paths: Iterable[str | os.PathLike] = (), unsafe_no_sandbox: bool = False) -> dict:
     """Generate and score; see `score` for what comes back and for hide_paths and unsafe_no_sandbox."""
-    from evaluation.isolation import require
-
     require(unsafe_no_sandbox)  # before generating: refuse early, not after the model has run
     problems = load_problems(limit)
     completions = generate(model, tokenizer, problems, samples, temperature, max_new_tokens, seed)

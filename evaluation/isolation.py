@@ -32,6 +32,8 @@ import sys
 import tempfile
 from collections.abc import Iterable
 
+from model.errors import UserError
+
 SETUP_FAILED = 96
 UNSHARE_FLAGS = ["--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--net"]
 HIDDEN = ["/root", "/home", "/tmp", "/var/tmp", "/run"]
@@ -154,7 +156,7 @@ main()
 '''
 
 
-class IsolationUnavailable(RuntimeError):
+class IsolationUnavailable(UserError, RuntimeError):
     """Programs cannot be isolated on this machine, and the caller did not opt out."""
 
 

@@ -18,6 +18,7 @@ from evaluation.benchmarks import resolve_data_dir
 from evaluation.conversation import evaluate_conversations, load_conversations
 from evaluation.embeddings import make_embedder
 from evaluation.harness import run_lm_eval
+from evaluation.isolation import require as require_isolation
 from model.errors import InputError
 from pipeline.config import EvalConfig
 from pipeline.layout import Location
@@ -29,10 +30,12 @@ UNIGRAM_BATCH = 4096
 """Rows per batch when counting tokens for the unigram baseline (numpy only, no model)."""
 
 
-def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | None, out_dir: Path) -> dict:
+def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | None, out_dir: Path,
+                        hide_paths: list[Path] = ()) -> dict:
     """Evaluate the checkpoint in model_dir; write out_dir/results.json; return {"metrics", ...}.
 
-    Perplexity needs the packed tokens (tokens_dir); without them only the other parts run."""
+    Perplexity needs the packed tokens (tokens_dir); without them only the other parts run.
+    hide_paths: folders HumanEval's generated programs must not see (the storage root)."""
     from evaluation import perplexity  # torch (and lm-eval): only when evaluating
     from evaluation.lm_eval_adapter import OwnLM
     from model.checkpoint import load_model, load_tokenizer
@@ -74,7 +77,8 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
     if cfg.humaneval:
         he = humaneval.run_humaneval(model, tokenizer, samples=cfg.humaneval_samples, limit=cfg.humaneval_limit,
                                      temperature=cfg.humaneval_temperature,
-                                     max_new_tokens=cfg.humaneval_max_new_tokens, timeout=cfg.humaneval_timeout)
+                                     max_new_tokens=cfg.humaneval_max_new_tokens, timeout=cfg.humaneval_timeout,
+                                     hide_paths=hide_paths, unsafe_no_sandbox=cfg.humaneval_unsafe_no_sandbox)
         metrics.update(he["metrics"])
         results["humaneval"] = {k: v for k, v in he.items() if k != "samples"}
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,12 +103,19 @@ def evaluate(ctx: Context) -> dict:
     if ctx.cfg.eval.perplexity and not (tokens / "manifest.json").is_file():
         print(f"   perplexity skipped: no packed tokens at {tokens} (pass --data TOKENS_DIR)", flush=True)
         tokens = None
-    results = evaluate_checkpoint(ctx.cfg.eval, ctx.layout.model, tokens, ctx.layout.eval)
+    results = evaluate_checkpoint(ctx.cfg.eval, ctx.layout.model, tokens, ctx.layout.eval,
+                                  hide_paths=[ctx.layout.root])
     ctx.tracker.log_metrics(results["metrics"])
     ctx.tracker.log_artifact(ctx.layout.eval / "results.json", "eval")
     for name, value in sorted(results["metrics"].items()):
         print(f"   {name}: {value:.4f}", flush=True)
     return results["metrics"]
+
+
+def check_isolation(ctx: Context) -> None:
+    """HumanEval runs model-written code: refuse before anything runs when it cannot be isolated."""
+    if ctx.cfg.eval.humaneval:
+        require_isolation(ctx.cfg.eval.humaneval_unsafe_no_sandbox)
 
 
 STAGE = Stage(
@@ -122,6 +133,9 @@ STAGE = Stage(
                       help="shorthand for --set eval.tasks=... (comma-separated)"),
            ConfigFlag("--data-dir", "eval.data_dir"),
            ConfigFlag("--limit", "eval.limit", type=int),
-           ConfigFlag("--num-fewshot", "eval.num_fewshot", type=int)),
+           ConfigFlag("--num-fewshot", "eval.num_fewshot", type=int),
+           ConfigFlag("--unsafe-no-sandbox", "eval.humaneval_unsafe_no_sandbox", switch=True,
+                      help="run HumanEval's generated programs without operating-system isolation")),
+    check=check_isolation,
     headline=True,
 )

@@ -53,6 +53,8 @@ class ConfigFlag:
     explicit: bool = False
     """On a stage command, giving it counts as naming the inputs, as a path flag does
     (`ownlm generate --prompt TEXT` generates from that prompt instead of running the stage)."""
+    switch: bool = False
+    """A flag without a value that sets its (boolean) key to true."""
 
     def __post_init__(self):
         if (self.key is None) == (self.values is None):
@@ -63,10 +65,12 @@ class ConfigFlag:
         return _dest(self.flag)
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
-        metavar = self.metavar or self.dest.upper()
-        parser.add_argument(self.flag, dest=self.dest, metavar=metavar, type=self.type,
-                            action="append" if self.repeat else "store",
-                            help=self.help or f"shorthand for --set {self.key}=...")
+        help = self.help or f"shorthand for --set {self.key}=" + ("true" if self.switch else "...")
+        if self.switch:  # not given: None, so the config's own value stands
+            parser.add_argument(self.flag, dest=self.dest, action="store_const", const=True, default=None, help=help)
+            return
+        parser.add_argument(self.flag, dest=self.dest, metavar=self.metavar or self.dest.upper(), type=self.type,
+                            action="append" if self.repeat else "store", help=help)
 
     def given(self, args: argparse.Namespace) -> Any:
         return getattr(args, self.dest, None)

