@@ -252,7 +252,9 @@ class Trainer:
             mine = checkpoints.save(Path(tmp) / "checkpoint", self.model, self.optimizer, state,
                                     model_config=self.mcfg, tokenizer_path=self.job.tokenizer_path,
                                     metadata=meta, rank=self.rank, device=self.device)
-            self.session.report(metrics, mine)
+            # commit: training goes on only once Ray Train has registered this checkpoint, so a
+            # worker lost at any later step resumes from it (session.RaySession.report)
+            self.session.report(metrics, mine, commit=True)
 
     def _stop_non_finite(self, loss: float, grad_norm: float, lr: float, last_metrics: dict) -> dict:
         """Every worker sees the same global norm, so all stop here together, weights untouched.
