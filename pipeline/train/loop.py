@@ -7,6 +7,7 @@ non-finite loss). Everything it needs arrives in one JSON-safe dict (`TrainJob`)
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
@@ -64,11 +65,23 @@ class Progress:
 
 
 def train_loop_per_worker(job_dict: dict) -> dict:
-    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`."""
+    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`.
+
+    An error leaves with its traceback attached (failures.TRACEBACK_ATTR), for the failure log
+    that Ray Train's controller writes; the console gets no traceback (failures.py)."""
+    from pipeline.train.failures import TRACEBACK_ATTR, quiet_console_tracebacks
     from pipeline.train.session import RaySession
 
     _quiet_ray_train_reports()
-    return Trainer(TrainJob(**job_dict), RaySession()).fit()
+    quiet_console_tracebacks()
+    try:
+        return Trainer(TrainJob(**job_dict), RaySession()).fit()
+    except BaseException as e:
+        import traceback
+
+        with contextlib.suppress(Exception):  # an exception type without __dict__ goes as it is
+            setattr(e, TRACEBACK_ATTR, traceback.format_exc())
+        raise
 
 
 def _quiet_ray_train_reports() -> None:
