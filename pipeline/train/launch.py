@@ -15,6 +15,7 @@ from model.errors import UserError
 from model.tokenizer import Tokenizer
 from pipeline.config import Config, TrainConfig
 from pipeline.packed import Manifest
+from pipeline.train import failures
 from pipeline.train.checkpoints import export_model
 from pipeline.train.faults import forwarded_env
 from pipeline.train.loop import STOP_NON_FINITE, TrainJob, train_loop_per_worker
@@ -68,15 +69,33 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
         storage = str(Path(storage).expanduser().resolve())
     if fresh:
         delete_run(storage, run_name)
+    log_path = failure_log_path(storage, storage_dir, run_name)
     trainer = TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job),
                            scaling_config=scaling_config(cfg.train),
-                           run_config=run_config(cfg.train, run_name, storage))
+                           run_config=run_config(cfg.train, run_name, storage, log_path))
+    where = f"run {run_name} in {storage}"
     try:
         result = trainer.fit()
     except TrainingFailedError as e:
-        raise TrainError(f"training failed (run {run_name} in {storage}; rerun to resume from its last "
-                         f"checkpoint): {e}") from e
-    return finish(result, cfg.train.final_checkpoint, output_dir, where=f"run {run_name} in {storage}")
+        # The error holds every rank's error and traceback (~35 lines for one lost worker): they go
+        # to the log file (the controller wrote the workers' there already), the message is one line.
+        if not getattr(e, "worker_failures", None):
+            failures.append(log_path, f"training failed ({where})", {"Ray Train": e})
+        raise TrainError(failures.summary(e, max_failures=cfg.train.max_failures, where=where, log_path=log_path,
+                                          resume_step=failures.last_checkpoint_step(run_path(storage, run_name))
+                                          )) from e
+    return finish(result, cfg.train.final_checkpoint, output_dir, where=where)
+
+
+def run_path(storage: str, run_name: str) -> str:
+    return f"{storage.rstrip('/')}/{run_name}"
+
+
+def failure_log_path(storage: str, storage_dir: Path, run_name: str) -> Path:
+    """Where worker failures are written in full: the run's folder, or for a storage URI the local
+    default storage folder (the controller, which writes it, runs on the driver's node)."""
+    local = Path(storage) if "://" not in storage else Path(storage_dir).expanduser().resolve()
+    return local / run_name / "failures.log"
 
 
 def delete_run(storage: str, run_name: str) -> None:
@@ -117,11 +136,13 @@ def scaling_config(tc: TrainConfig):
                          placement_strategy=tc.placement_strategy)
 
 
-def run_config(tc: TrainConfig, run_name: str, storage: str):
+def run_config(tc: TrainConfig, run_name: str, storage: str, log_path: Path):
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
 
     return RunConfig(
         name=run_name, storage_path=storage,
+        # One line per worker failure on the console, the full errors in log_path (failures.py).
+        callbacks=[failures.FailureLog(log_path, tc.max_failures, run_path(storage, run_name))],
         # Keep the best checkpoints by validation loss (every checkpoint report carries one);
         # Ray Train always keeps the latest too, which is what a restart resumes from.
         checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute="val/loss",

@@ -7,10 +7,12 @@ non-finite loss). Everything it needs arrives in one JSON-safe dict (`TrainJob`)
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from pipeline.packed import PackedSplit
 from pipeline.tracking import RemoteMetricLogger
 from pipeline.train import checkpoints, parallel
 from pipeline.train.data import Position, ShuffledBatches
+from pipeline.train.failures import TRACEBACK_ATTR, quiet_console_tracebacks
 from pipeline.train.faults import KillWorker
 from pipeline.train.metrics import Window, device_peak_flops, peak_memory_bytes, progress_line
 from pipeline.train.schedule import build_optimizer, lr_at
@@ -70,9 +73,18 @@ class Progress:
 
 
 def train_loop_per_worker(job_dict: dict) -> dict:
-    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`."""
+    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`.
+
+    An error leaves with its traceback attached (failures.TRACEBACK_ATTR), for the failure log
+    that Ray Train's controller writes; the console gets no traceback (failures.py)."""
     _quiet_ray_train_reports()
-    return Trainer(TrainJob(**job_dict), RaySession()).fit()
+    quiet_console_tracebacks()
+    try:
+        return Trainer(TrainJob(**job_dict), RaySession()).fit()
+    except BaseException as e:
+        with contextlib.suppress(Exception):  # an exception type without __dict__ goes as it is
+            setattr(e, TRACEBACK_ATTR, traceback.format_exc())
+        raise
 
 
 def _quiet_ray_train_reports() -> None:
@@ -249,7 +261,9 @@ class Trainer:
             mine = checkpoints.save(Path(tmp) / "checkpoint", self.model, self.optimizer, state,
                                     model_config=self.mcfg, tokenizer_path=self.job.tokenizer_path,
                                     metadata=meta, rank=self.rank, device=self.device)
-            self.session.report(metrics, mine)
+            # commit: training goes on only once Ray Train has registered this checkpoint, so a
+            # worker lost at any later step resumes from it (session.RaySession.report)
+            self.session.report(metrics, mine, commit=True)
 
     def _stop_non_finite(self, loss: float, grad_norm: float, lr: float, last_metrics: dict) -> dict:
         """Every worker sees the same global norm, so all stop here together, weights untouched.

@@ -36,13 +36,25 @@ class RaySession:
         with checkpoint.as_directory() as path:
             yield Path(path)
 
-    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: Path | None, commit: bool = False) -> None:
         """Every worker calls (Ray Train V2 expects all of them); the files of every worker's
-        checkpoint_dir are uploaded into one checkpoint folder."""
+        checkpoint_dir are uploaded into one checkpoint folder.
+
+        commit (every rank, on a checkpoint round): return only once Ray Train's controller has
+        registered this report. `ray.train.report` returns as soon as the files are on storage
+        and the report sits in this worker's result queue; the controller collects the queues
+        only when it polls the workers (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s), and only
+        a report that every rank's queue delivered becomes the checkpoint a restart resumes
+        from. A worker that died before that poll took its report with it: the checkpoint
+        stayed on storage, unknown to Ray Train, and the restart went back to the one before
+        (or to step 0). Waiting for the commit costs up to one poll interval per checkpoint and
+        makes every checkpoint that training has moved past the one a restart resumes from."""
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
+        if commit:
+            ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
 
     def where(self) -> tuple[str, str]:
         """(Ray node id, host name) of this worker."""
@@ -69,8 +81,8 @@ class LocalSession:
         found = self.checkpoints()
         yield found[-1] if found else None
 
-    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
-        kept = None
+    def report(self, metrics: dict, checkpoint_dir: Path | None, commit: bool = False) -> None:
+        kept = None  # the copy below is the commit
         if checkpoint_dir is not None:
             kept = self.folder / f"checkpoint_{len(self.checkpoints())}"
             shutil.copytree(checkpoint_dir, kept)
