@@ -118,6 +118,10 @@ def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeC
 
     tok = Tokenizer.from_file(tokenizer_path)
     ds = ray.data.read_parquet(files).select_columns(["id", "text", "source"])
+    # Blocks in file order, whatever finishes first: which documents share a batch decides the
+    # shards (their names, and where rows break), so the same corpus must always batch the same
+    # way, or a rerun of an unchanged stage would train on other rows.
+    ds.context.execution_options.preserve_order = True
     # A Parquet file arrives as one block, and a block goes to one actor: without a split, one
     # large curated shard would be tokenized by a single actor while the others idle. Streaming
     # repartition (no shuffle, no barrier) cuts blocks down to one batch each.

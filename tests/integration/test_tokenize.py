@@ -96,3 +96,29 @@ def test_tokenize_reruns_replace_output_and_missing_inputs_are_clear(ray_session
         tokenize_and_pack(tmp_path / "nothing", tmp_path / "tok", tmp_path / "t2", cfg)
     with pytest.raises(TokenizeError, match="run `ownlm tokenizer` first"):
         tokenize_and_pack(tmp_path / "curated", tmp_path / "none", tmp_path / "t2", cfg)
+
+
+def test_the_same_corpus_always_packs_into_the_same_shards(ray_session, tmp_path):
+    """Which documents share a batch decides the shards, so the order in which read tasks finish
+    must not: files of very different sizes, read by several tasks, pack identically every time."""
+    import hashlib
+
+    rng = random.Random(1)
+    curated = tmp_path / "curated"
+    curated.mkdir()
+    for f, n in enumerate([90, 3, 60, 1, 40, 7]):  # a big file is read more slowly than a small one
+        texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 400))) for _ in range(n)]
+        pq.write_table(pa.table({"id": [f"f{f}-{i}" for i in range(n)], "text": texts, "source": ["s"] * n,
+                                 "kind": ["web"] * n}), curated / f"part-{f:05d}.parquet")
+    train_tokenizer(curated, tmp_path / "tok", TokenizerConfig(vocab_size=300))
+    cfg = TokenizeConfig(seq_len=16, val_fraction=0.1, batch_size=8, num_actors=2)
+
+    def digest(folder):
+        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*.npy"))}
+
+    runs = []
+    for k in range(3):
+        tokenize_and_pack(curated, tmp_path / "tok", tmp_path / f"tokens{k}", cfg)
+        runs.append(digest(tmp_path / f"tokens{k}"))
+    assert runs[0] == runs[1] == runs[2]
