@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from model.errors import UsageError, UserError
+from pipeline import console
 from pipeline.commands.cluster_tools import SUBMIT
 from pipeline.commands.command import Command, Invocation
 from pipeline.commands.eval_tools import ARENA, CONVERSATIONS, HUMANEVAL, LM_EVAL
@@ -21,6 +23,7 @@ from pipeline.commands.stage_commands import CONFIG, RUN, STAGE_COMMANDS
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stages import layout_for
+from pipeline.tracking import git_commit
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     RUN, *STAGE_COMMANDS, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS, ARENA, SUBMIT,
@@ -34,6 +37,8 @@ def common_options() -> argparse.ArgumentParser:
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override one config value (repeatable), e.g. --set train.max_steps=50")
     p.add_argument("--root", metavar="DIR", help="put every artifact and the MLflow store under DIR")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the libraries' own INFO lines (Ray Data's plans, MLflow's set-up)")
     return p
 
 
@@ -42,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ownlm", description="Build a private language model end to end on Ray.",
         epilog="Every command takes --config, --set and --root. Start with: ownlm run")
+    parser.add_argument("--version", action="version", version=f"ownlm {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
         p = sub.add_parser(command.name, parents=[common], help=command.help,
@@ -50,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
         for flag in command.flags:
             flag.add_to(p)
     return parser
+
+
+def version() -> str:
+    """The installed package's version, and the commit of a source checkout."""
+    try:
+        text = metadata.version("ownlm")
+    except metadata.PackageNotFoundError:
+        text = "(not installed)"
+    commit = git_commit()
+    return f"{text} ({commit[:12]})" if commit else text
 
 
 def load(command: Command, args: argparse.Namespace) -> Config:
@@ -81,6 +97,7 @@ def check_command_line(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
+    console.set_verbose(args.verbose)
     try:
         return command.run(invocation(command, args))
     except KeyboardInterrupt:

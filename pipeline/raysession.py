@@ -4,7 +4,11 @@ from __future__ import annotations
 import logging
 import os
 
+from model.errors import UsageError
+from pipeline import console
 from pipeline.config import Config
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
 # CPUs kept free for Ray Data tasks while training holds its workers' CPUs: with none free, ingest
 # waits forever ("Cluster resources are not enough ... may hang forever").
@@ -46,7 +50,24 @@ def cluster_address(cfg: Config) -> str | None:
     return cfg.cluster.address or (env if env and not env.startswith(("http://", "https://")) else None)
 
 
+def require_token_auth(cfg: Config) -> None:
+    """Refuse to start or join Ray with token authentication off, unless the config says so.
+
+    Ray 2.60 binds its GCS, raylet and worker gRPC ports on all interfaces even for a local
+    instance, so the token is what keeps others out. Unset, RAY_AUTH_MODE is set to `token` here
+    (Ray's own default for a new local instance, and for joining a cluster it makes a missing
+    token an error instead of an unauthenticated connection)."""
+    mode = os.environ.get(AUTH_MODE_ENV)
+    if mode is not None and mode.lower() != "token" and not cfg.cluster.allow_unauthenticated:
+        raise UsageError(
+            f"{AUTH_MODE_ENV}={mode} turns Ray's token authentication off, and Ray listens on every network "
+            f"interface: anyone who can reach this machine could run code in it. Unset {AUTH_MODE_ENV} (ownlm "
+            "uses token authentication), or, on a closed network only, --set cluster.allow_unauthenticated=true")
+    os.environ.setdefault(AUTH_MODE_ENV, "token")
+
+
 def ensure_ray(cfg: Config, quiet: bool = True):
+    require_token_auth(cfg)
     import ray
 
     if ray.is_initialized():
@@ -56,12 +77,13 @@ def ensure_ray(cfg: Config, quiet: bool = True):
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # The dashboard stays on: Ray Train's controller polls the state API it serves, and without it
     # logs a warning every few seconds.
-    kwargs = dict(logging_level=logging.WARNING)
+    kwargs = dict(logging_level=logging.INFO if console.verbose() else logging.WARNING)
     address = cluster_address(cfg)
     if address:
         ray.init(address=address, **kwargs)
     else:
         tune_ray_data_for_local_files()
-        ray.init(num_cpus=local_cpus(cfg), **kwargs)
+        ray.init(num_cpus=local_cpus(cfg), dashboard_host=cfg.cluster.dashboard_host, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
+    console.quiet_ray_data()
     return ray

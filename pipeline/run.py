@@ -20,7 +20,7 @@ from pipeline.layout import Layout
 from pipeline.raysession import ensure_ray
 from pipeline.stage import Context, Stage
 from pipeline.stages import BY_NAME, NAMES, STAGES, layout_for
-from pipeline.tracking import Tracker
+from pipeline.tracking import Tracker, ui_command
 
 
 def hash_json(obj) -> str:
@@ -57,16 +57,28 @@ def fingerprint(stage: Stage, ctx: Context, records: StageRecords) -> str:
     return hash_json(parts)
 
 
+def finished(stage: Stage, ctx: Context, records: StageRecords) -> tuple[dict | None, str]:
+    """(the stage's record, its fingerprint now): the record when the stage is finished with the
+    same fingerprint and its outputs still exist, else None."""
+    fp = fingerprint(stage, ctx, records)
+    done = records.read(stage.name)
+    if done and done.get("fingerprint") == fp and all(p.exists() for p in stage.output_paths(ctx.layout)):
+        return done, fp
+    return None, fp
+
+
+def _skipped(stage: Stage, fp: str) -> None:
+    print(f"== {stage.name}: unchanged, skipped (fingerprint {fp[:12]})", flush=True)
+
+
 def run_stage(stage: Stage, ctx: Context, records: StageRecords, force: bool = False,
               record: bool = True) -> tuple[bool, dict]:
     """Run one stage unless it is finished with the same fingerprint. Returns (ran, summary).
 
     With record=False (explicit paths) the stage neither reads nor writes its record."""
-    fp = fingerprint(stage, ctx, records)
-    done = records.read(stage.name) if record else None
-    outputs_exist = all(p.exists() for p in stage.output_paths(ctx.layout))
-    if not force and done and done.get("fingerprint") == fp and outputs_exist:
-        print(f"== {stage.name}: unchanged, skipped (fingerprint {fp[:12]})", flush=True)
+    done, fp = finished(stage, ctx, records) if record else (None, fingerprint(stage, ctx, records))
+    if done and not force:
+        _skipped(stage, fp)
         return False, done.get("summary", {})
     print(f"== {stage.name}", flush=True)
     if record:
@@ -112,11 +124,17 @@ def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | N
         raise UsageError(f"--from {from_stage}: not one of the stages this config runs ({', '.join(names)})")
     forced = set(names[names.index(from_stage):]) if from_stage else set()
     checking = Context(cfg, layout, Tracker(cfg, enabled=False), planned=tuple(names))
+    records = StageRecords(layout)
+    if not direct and not forced and all(finished(BY_NAME[n], checking, records)[0] for n in names):
+        # Nothing to do: decided from the stage records alone, without starting Ray or MLflow.
+        for name in names:
+            _skipped(BY_NAME[name], fingerprint(BY_NAME[name], checking, records))
+        return {"ran": [], "summaries": {n: records.read(n).get("summary", {}) for n in names}, "layout": layout,
+                "outputs": [], "mlflow_ui": ui_command(cfg) if cfg.tracking.enabled else None}
     for name in names:  # every input problem before any work starts (or any MLflow run opens)
         if BY_NAME[name].check is not None:
             BY_NAME[name].check(checking)
     tracker = Tracker(cfg)
-    records = StageRecords(layout)
     ctx = Context(cfg, layout, tracker, planned=tuple(names))
     summaries, ran = {}, []
     parent = tracker.run("ownlm run", stage="run") if only is None else contextlib.nullcontext()
@@ -126,11 +144,19 @@ def run_pipeline(cfg: Config, from_stage: str | None = None, only: list[str] | N
             if did:
                 ran.append(name)
         if only is None:
-            tracker.set_tags({"ownlm.ran": ",".join(ran) or "(none)"})
+            tracker.set_tags({"ownlm.ran": ",".join(ran) or "(none)", "mlflow.note.content": PARENT_NOTE})
             tracker.log_metrics(headline_metrics(summaries))
     outputs = list(dict.fromkeys(str(p.parent) for name in ran for p in BY_NAME[name].output_paths(layout)))
     return {"ran": ran, "summaries": summaries, "layout": layout, "outputs": outputs,
             "mlflow_ui": tracker.ui_command() if tracker.enabled else None}
+
+
+PARENT_NOTE = (
+    "One `ownlm run`. The metrics here are the headline numbers: the final training loss and "
+    "validation loss (`train/loss`, `val/loss`, `final/val_loss`) and every evaluation figure "
+    "(`eval/...`). The curves are on the nested runs, one per stage: `train` has train/loss, "
+    "train/tokens_per_s and val/loss by step; `curate` the curation counts; `eval` the evaluation "
+    "results as an artifact. Params are the whole config.")
 
 
 def headline_metrics(summaries: dict) -> dict[str, float]:

@@ -18,6 +18,10 @@ class ConfigError(UsageError, ValueError):
 
     def __init__(self, problems: list[str], source: str = "config"):
         self.problems = problems
+        if len(problems) == 1:  # one line: `file: key: what is wrong` (or `file:line:column: ...`)
+            only = problems[0]
+            super().__init__(only if only.startswith(source) else f"{source}: {only}")
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
 

@@ -43,7 +43,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError([f"{path} is not valid YAML: {e}"]) from e
+        raise ConfigError([yaml_problem(path, e)], source=str(path)) from e
     if not isinstance(raw, dict):
         raise ConfigError([f"{path} must hold a mapping of sections, not {type(raw).__name__}"])
     problems: list[str] = []
@@ -64,6 +64,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     if problems:
         raise ConfigError(problems, source=str(path))
     return validate_config(raw, source=str(path))
+
+
+def yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """A YAML error as one line: `file:line:column: what is wrong` (PyYAML's own text spans lines
+    and names "<unicode string>")."""
+    mark = getattr(error, "problem_mark", None)
+    what = " ".join(str(getattr(error, "problem", None) or error).split())
+    context = getattr(error, "context", None)
+    if context:
+        what = f"{what} ({' '.join(str(context).split())})"
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: not valid YAML: {what}"
 
 
 def validate_config(raw: dict, source: str = "config") -> Config:

@@ -26,3 +26,10 @@ class ClusterConfig(Section):
     """Ray address to connect to (`auto`, `ray://host:10001`); None starts a local Ray instance."""
     num_cpus: int | None = Field(default=None, ge=1)
     """Logical CPUs for a local Ray instance; None sizes it so data tasks fit beside the train workers."""
+    dashboard_host: str = "127.0.0.1"
+    """Where a local Ray instance's dashboard (and job API) listens. Loopback unless you mean to
+    expose it: whoever reaches it can submit jobs (README, "Security")."""
+    allow_unauthenticated: bool = False
+    """Start or join Ray even though RAY_AUTH_MODE turns token authentication off. Ray binds its
+    gRPC ports on every interface, so without a token anyone who can reach this machine can run
+    code in it: leave this false unless the network itself is closed."""

@@ -44,6 +44,7 @@ from pipeline.curate.shards import UID, ShardSpec, clean_shard, finish_shard, pl
 from pipeline.curate.sources import list_source
 from pipeline.curate.split import SplitLong
 from pipeline.layout import Layout
+from pipeline.progress import Progress
 
 __all__ = ["run_curate", "CurateError", "batch_steps"]
 
@@ -143,7 +144,7 @@ def run_curate(cfg: Config, layout: Layout, output_dir: Path | None = None, inpu
         wall: dict[str, float] = {}
         t = time.perf_counter()
         say(f"clean: {len(specs)} shards of {len(sources)} source(s)...")
-        clean = _clean(specs, c, index, work)
+        clean = _clean(specs, c, index, work, say)
         wall["clean"] = time.perf_counter() - t
         say(f"clean: done in {wall['clean']:.1f} s ({clean['reused']} shard(s) kept from an interrupted run)")
         t = time.perf_counter()
@@ -152,7 +153,7 @@ def run_curate(cfg: Config, layout: Layout, output_dir: Path | None = None, inpu
         found = ", ".join(f"{k} {v['duplicates']}" for k, v in dedup.stats.items() if isinstance(v, dict))
         say(f"dedup: done in {wall['dedup']:.1f} s ({found or 'off'})")
         t = time.perf_counter()
-        finished = _finish(specs, c, dedup, work)
+        finished = _finish(specs, c, dedup, work, say)
         wall["finish"] = time.perf_counter() - t
         say(f"finish: done in {wall['finish']:.1f} s")
         report = _report(sources, files, specs, c, index, clean, dedup, finished, wall, output_dir,
@@ -188,15 +189,24 @@ class ShardTask:
         return pa.table({"summary": [json.dumps(self.fn(self.specs[i])) for i in batch["shard"].to_pylist()]})
 
 
-def run_shard_tasks(specs: list[ShardSpec], fn: Callable[[ShardSpec], dict]) -> list[dict]:
-    """One Ray Data task per shard (as many at a time as there are CPUs)."""
+def run_shard_tasks(specs: list[ShardSpec], fn: Callable[[ShardSpec], dict], progress: Progress | None = None,
+                    docs: Callable[[dict], int] = lambda summary: summary.get("rows", 0)) -> list[dict]:
+    """One Ray Data task per shard (as many at a time as there are CPUs); each summary is counted
+    by `progress` as it arrives (its input bytes, and `docs(summary)` documents)."""
     if not specs:
         return []
     import ray
 
+    by_index = {s.index: s for s in specs}
     ds = ray.data.from_items([{"shard": s.index} for s in specs], override_num_blocks=len(specs))
-    ds = ds.map_batches(ShardTask({s.index: s for s in specs}, fn), batch_size=1, batch_format="pyarrow")
-    return [json.loads(row["summary"]) for row in ds.take_all()]
+    ds = ds.map_batches(ShardTask(by_index, fn), batch_size=1, batch_format="pyarrow")
+    summaries = []
+    for row in ds.iter_rows():
+        summary = json.loads(row["summary"])
+        summaries.append(summary)
+        if progress is not None:
+            progress.add(bytes=by_index[summary["shard"]].input_bytes, count=docs(summary))
+    return summaries
 
 
 @dataclass(frozen=True)
@@ -211,9 +221,11 @@ class _Clean:
         return clean_shard(spec, self.cfg, steps, keys, self.work.clean_file(spec.index))
 
 
-def _clean(specs: list[ShardSpec], c: CurateConfig, index: EvalIndex | None, work: WorkDir) -> dict:
+def _clean(specs: list[ShardSpec], c: CurateConfig, index: EvalIndex | None, work: WorkDir,
+           say: Callable[[str], None]) -> dict:
     pending = [s for s in specs if not work.clean_file(s.index).exists()]
-    summaries = run_shard_tasks(pending, _Clean(c, index, work))
+    progress = Progress("clean", say, total_items=len(pending), total_bytes=sum(s.input_bytes for s in pending))
+    summaries = run_shard_tasks(pending, _Clean(c, index, work), progress)
     return {"shards": len(specs), "reused": len(specs) - len(pending), "summaries": summaries}
 
 
@@ -250,9 +262,13 @@ class _Finish:
                             self.work.final, self.cfg.rows_per_shard, self.work.tally_file(spec.index))
 
 
-def _finish(specs: list[ShardSpec], c: CurateConfig, dedup: DedupResult, work: WorkDir) -> dict:
+def _finish(specs: list[ShardSpec], c: CurateConfig, dedup: DedupResult, work: WorkDir,
+            say: Callable[[str], None]) -> dict:
     pending = [s for s in specs if not work.tally_file(s.index).exists()]
-    run_shard_tasks(pending, _Finish(c, work, dedup.verdicts))
+    progress = Progress("finish", say, total_items=len(pending), total_bytes=sum(s.input_bytes for s in pending),
+                        count="docs kept")
+    run_shard_tasks(pending, _Finish(c, work, dedup.verdicts), progress,
+                    docs=lambda summary: summary["written"]["output"]["docs"])
     summaries = [json.loads(work.tally_file(s.index).read_text()) for s in specs]
     return {"reused": len(specs) - len(pending), "summaries": summaries}
 

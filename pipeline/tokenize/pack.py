@@ -14,6 +14,7 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -24,8 +25,9 @@ from pipeline.config import TokenizeConfig
 from pipeline.layout import Location
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.packed import Manifest
+from pipeline.progress import Progress
 from pipeline.stage import Context, Stage
-from pipeline.tokenize.curated import TokenizeError, curated_files
+from pipeline.tokenize.curated import TokenizeError, curated_files, curated_rows
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -97,15 +99,17 @@ class TokenizePack:
         return pa.table(out)
 
 
-def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, cfg: TokenizeConfig) -> Manifest:
-    """Tokenize the curated corpus with a Ray Data actor pool and write packed shards + manifest."""
+def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, cfg: TokenizeConfig,
+                      progress: Callable[[str], None] | None = None) -> Manifest:
+    """Tokenize the curated corpus with a Ray Data actor pool and write packed shards + manifest;
+    `progress` gets a line now and then (documents and tokens done, rates, eta)."""
     tokenizer_path = Path(tokenizer_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise TokenizeError(f"{tokenizer_path} not found: run `ownlm tokenizer` first")
     files = curated_files(curated_dir)
     tmp = staging_dir(output_dir)
     try:
-        manifest = _pack_into(tmp, files, tokenizer_path, cfg)
+        manifest = _pack_into(tmp, files, tokenizer_path, cfg, progress or (lambda line: None))
     except BaseException:
         discard_dir(tmp)
         raise
@@ -113,7 +117,8 @@ def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, 
     return manifest
 
 
-def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeConfig) -> Manifest:
+def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeConfig,
+               say: Callable[[str], None]) -> Manifest:
     import ray.data
 
     tok = Tokenizer.from_file(tokenizer_path)
@@ -126,7 +131,7 @@ def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeC
     # large curated shard would be tokenized by a single actor while the others idle. Streaming
     # repartition (no shuffle, no barrier) cuts blocks down to one batch each.
     ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
-    results = ds.map_batches(
+    packed = ds.map_batches(
         TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
         fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
         compute=ray.data.ActorPoolStrategy(min_size=_pool_floor(cfg.num_actors), max_size=cfg.num_actors),
@@ -134,7 +139,12 @@ def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeC
         # One Rust thread per actor: parallelism comes from the actor pool, and tokenizers' own
         # thread pool would otherwise start one thread per core in every actor.
         runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}},
-    ).take_all()
+    )
+    progress = Progress("tokenize", say, total_items=curated_rows(files), item="docs", count="tokens")
+    results = []
+    for row in packed.iter_rows():  # one row per (split, source) of each batch, as batches finish
+        results.append(row)
+        progress.add(items=row["documents"], count=row["tokens"])
 
     dtype = token_dtype(tok.vocab_size)
     splits = {}
@@ -206,7 +216,8 @@ def _pack_tails(tails: list[list[int]], row_len: int, pad_id: int, dtype) -> np.
 
 def tokenize(ctx: Context) -> dict:
     layout = ctx.layout
-    manifest = tokenize_and_pack(layout.curated, layout.tokenizer, layout.tokens, ctx.cfg.tokenize)
+    manifest = tokenize_and_pack(layout.curated, layout.tokenizer, layout.tokens, ctx.cfg.tokenize,
+                                 progress=lambda line: print(f"   {line}", flush=True))
     splits = {s: {k: v for k, v in info.items() if k in ("rows", "tokens", "documents")}
               for s, info in manifest.splits.items()}
     ctx.tracker.log_metrics({f"tokenize/{s}_{k}": v for s, info in splits.items() for k, v in info.items()})

@@ -3,6 +3,6 @@
     runs.py   Tracker (runs, params, metrics, artifacts for one command) and RemoteMetricLogger
               (metrics from a Ray Train worker into the driver's run)
 """
-from pipeline.tracking.runs import RemoteMetricLogger, Tracker, git_commit
+from pipeline.tracking.runs import RemoteMetricLogger, Tracker, git_commit, ui_command
 
-__all__ = ["RemoteMetricLogger", "Tracker", "git_commit"]
+__all__ = ["RemoteMetricLogger", "Tracker", "git_commit", "ui_command"]

@@ -24,6 +24,11 @@ def git_commit() -> str | None:
         return None
 
 
+def ui_command(cfg: Config) -> str:
+    """The command that opens MLflow on this config's runs."""
+    return f"mlflow ui --backend-store-uri {cfg.tracking_uri}"
+
+
 class Tracker:
     """Wraps the MLflow fluent API for one pipeline invocation."""
 
@@ -105,7 +110,7 @@ class Tracker:
             mlflow.log_text(text, artifact_file)
 
     def ui_command(self) -> str:
-        return f"mlflow ui --backend-store-uri {self.uri}"
+        return ui_command(self.cfg)
 
 
 class RemoteMetricLogger:

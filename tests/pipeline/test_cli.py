@@ -118,3 +118,22 @@ def test_importing_the_cli_loads_no_heavy_package():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_version_names_the_package():
+    out = ownlm("--version")
+    assert out.returncode == 0 and out.stdout.startswith("ownlm 0.1.0")
+
+
+def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: 1\n  x: y: z\n")
+    out = ownlm("config", "--config", str(bad))
+    assert out.returncode == 2
+    assert out.stderr == f"ownlm: {bad}:3:7: not valid YAML: mapping values are not allowed here\n"
+
+
+def test_one_config_problem_is_one_line(tmp_path):
+    out = ownlm("config", "--root", str(tmp_path), "--set", "train.lr=-1")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "train.lr: Input should be greater than 0 (got -1)" in out.stderr
