@@ -1,0 +1,216 @@
+"""What a document is when its source does not say: source code, prose or markup.
+
+A source of `kind: auto` (the default for `ownlm curate --input PATH`) has each document's
+kind decided here, in the reader, so that the quality step routes it like any other row
+(code rules for code, text rules for prose). The decision, in order:
+
+1. the record's own kind field (`kind_field`, jsonl and parquet), when it holds a string;
+2. the file's extension or name, when the document is a whole file (`format: text` / `code`,
+   or those files in an `auto` folder): `.py`, `.c`, `Makefile`, ... are code, `.md` and `.rst`
+   prose, `.html`, `.xml`, `.svg` markup;
+3. a shebang (`#!/bin/sh`) on the first line: code;
+4. the content: markup when it opens like an HTML or XML document or most lines are tags;
+   otherwise every line of the first `SAMPLE_LINES` votes code, prose or nothing, and the
+   share of code votes is the score (below).
+
+Line votes. A line is code when it has the shape of a statement: it ends in `;`, `{`, `}`,
+`:` after a keyword, it opens with a keyword of a programming language (`def`, `return`,
+`import`, `#include`, `fi`, ...), an assignment, a call, a decorator, a JSON key, a YAML key
+with a short value, a REPL prompt, or identifiers in `snake_case` / `camelCase` / `a.b(`
+and a dense share of symbols. A line is prose when it holds at least five words, mostly
+alphabetic, few symbols, and reads like a sentence (an English function word, or sentence
+punctuation at its end). Comments, blank lines, Python docstrings (the lines between triple
+quotes) and fenced blocks of Markdown (between ```) do not vote: a module's docstrings do not
+make it prose, and the examples in a Markdown page do not make it code.
+
+    score = code / (code + prose + 1)        code when score >= 0.5
+
+The `+ 1` leans short texts to prose: a text needs at least one code line more than its
+prose lines to be code (a single statement is code, a single sentence prose, two words
+nothing, hence prose). Data files (JSON, YAML, TOML, INI) are code: their lines are keys
+and values, and the code rules (line lengths, share of alphanumerics) are the ones that fit.
+"""
+from __future__ import annotations
+
+import re
+
+CODE, PROSE, MARKUP = "code", "prose", "markup"
+"""What the detector tells apart (`meta.kind_detected`)."""
+
+SAMPLE_LINES = 200
+SAMPLE_CHARS = 20_000
+"""The detector reads at most this many leading lines and characters of a document."""
+
+LANGUAGES = {
+    ".py": "python", ".pyi": "python", ".pyx": "cython", ".c": "c", ".h": "c", ".cc": "cpp",
+    ".cpp": "cpp", ".hpp": "cpp", ".cu": "cuda", ".rs": "rust", ".go": "go", ".java": "java",
+    ".kt": "kotlin", ".scala": "scala", ".swift": "swift", ".js": "javascript", ".mjs": "javascript",
+    ".ts": "typescript", ".tsx": "typescript", ".rb": "ruby", ".php": "php", ".lua": "lua",
+    ".r": "r", ".jl": "julia", ".sh": "shell", ".bash": "shell", ".sql": "sql", ".html": "html",
+    ".css": "css", ".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
+    ".md": "markdown", ".rst": "restructuredtext", ".txt": "text", ".cfg": "ini", ".ini": "ini",
+}
+"""The language of a code file by its extension (`meta.language` of the code reader)."""
+NAMED_LANGUAGES = {"Makefile": "make", "Dockerfile": "dockerfile", "CMakeLists.txt": "cmake"}
+
+_PROSE_LANGUAGES = frozenset({"markdown", "restructuredtext"})
+_MARKUP_SUFFIXES = (".html", ".htm", ".xhtml", ".xml", ".svg", ".xsl", ".xslt")
+_CODE_SUFFIXES = (".jsx", ".cxx", ".hh", ".hxx", ".m", ".mm", ".cs", ".fs", ".hs", ".ml", ".ex", ".exs",
+                  ".erl", ".clj", ".dart", ".pl", ".pm", ".ps1", ".bat", ".zsh", ".fish", ".vue", ".scss",
+                  ".less", ".proto", ".cmake", ".gradle", ".tf", ".nix", ".el", ".vim", ".asm", ".s")
+"""Code extensions beyond `LANGUAGES` (files the code reader labels `text`, but code all the same)."""
+
+
+def language(rel: str) -> str:
+    """A file's language by its name or extension (`text` when unknown)."""
+    name = rel.rsplit("/", 1)[-1]
+    if name in NAMED_LANGUAGES:
+        return NAMED_LANGUAGES[name]
+    dot = name.rfind(".")
+    return LANGUAGES.get(name[dot:].lower(), "text") if dot > 0 else "text"
+
+
+def kind_by_name(rel: str) -> str | None:
+    """What a file's name says it holds (CODE, PROSE, MARKUP), or None when it says nothing
+    (`.txt`, no extension, an unknown one)."""
+    name = rel.rsplit("/", 1)[-1]
+    lowered = name.lower()
+    if lowered.endswith(_MARKUP_SUFFIXES):
+        return MARKUP
+    lang = language(name)
+    if lang in _PROSE_LANGUAGES:
+        return PROSE
+    if lang != "text" or lowered.endswith(_CODE_SUFFIXES):
+        return CODE
+    return None
+
+
+# ---------------------------------------------------------------- line votes
+
+_HARD_CODE = re.compile(
+    r"\{\s*$"                                          # a block opens
+    r"|^\s*[)\]}]+[;,)\]}]*\s*$"                        # closing brackets alone
+    r"|^\s*(?:def|class|fn|func|function|sub|proc)\s+[A-Za-z_$][\w$]*\s*[(<:{\[]"   # a definition
+    r"|^\s*(?:async\s+def|pub\s+fn|impl\b|struct\s+\w+\s*[{;(<]|enum\s+\w+\s*[{:(])"
+    r"|^\s*import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?\s*$"  # imports
+    r"|^\s*from\s+\.*[\w.]*\s+import\s+[\w*(]"
+    r"|^\s*import\s*[{*\'\"]|^\s*(?:const|let|var)\s+[\w{\[]+\s*=|\brequire\([\'\"]"
+    r"|^\s*#\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|pragma|import|undef)\b"
+    r"|^\s*@[A-Za-z_][\w.]*(?:\(.*\))?\s*$"            # a decorator / annotation
+    r"|^\s*(?:>>>|\.\.\.|In \[\d+\]:)(?:\s|$)"           # a REPL prompt
+    r"|^\s*(?:else|try|finally|except|do|then|fi|done|esac|end|begin|pass|break|continue|"
+    r"return|elif\s.*|else\s+if\s.*|except\s.*|while\s.*|for\s.*|if\s.*|with\s.*)\s*:?\s*$(?<=:|\w)"
+)
+"""Lines only code has; they vote code even where their words would read as a sentence."""
+_CODE_LINE = re.compile(
+    r"[;(\[]\s*$|=>\s*$|->\s*$|\\$"                     # a statement ends, a bracket opens, an arrow
+    r"|^\s*(?:return|yield|raise|throw|await|assert|del|global|nonlocal|pub|static|export|echo|local|"
+    r"typedef|using|namespace|package|use|let|var|const|unset|alias|source|cd|sudo)\s+\S"
+    r"|^\s*\$\s+\S"                                         # a shell prompt
+    r"|^\s*[A-Za-z_$][\w$]*(?:\.[\w$]+|\[[^\]]*\])*\s*(?:[-+*/%|&^]|//|<<|>>|\*\*)?=(?!=)\s*\S"  # assignment
+    r"|^\s*[A-Za-z_$][\w$.]*\(.*\)\s*;?\s*$"                # a call alone on its line
+    r"|^\s*[\"\'][^\"\']*[\"\']\s*:\s*"                      # a JSON / dict key
+    r"|^\s*-?\s*[a-z_][\w.-]*:(?:\s+\S+(?:\s+\S+){0,3})?\s*$"   # a YAML / INI key with a short value
+    r"|^\s*\[[\w.\- \"]+\]\s*$"                            # an INI / TOML section
+    r"|^\s*<(?:/?[A-Za-z][\w:.-]*)(?:\s[^>]*)?/?>\s*$"       # a tag alone on its line
+)
+_IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b|\b[a-z]+[A-Z][A-Za-z0-9]*\b|\w\.\w+\(|\w\(|[!=<>]=|&&|\|\||::")
+_COMMENT = re.compile(r"^\s*(?:#(?!\s*(?:include|define|if|ifdef|ifndef|endif|pragma|import)\b)|//|/\*|\*/|\*\s|\*$|--\s|;;|<!--)")
+_RULE = re.compile(r"^\s*([-=*~^#_+.:|`\'\"])\1{2,}\s*$|^\s*[+|][-=+|: ]+[+|]\s*$|^\s*\|.*\|\s*$")
+"""Underlines of headings, table borders and table rows: neither code nor prose."""
+_QUOTED = re.compile(r'"[^"]*"|`[^`]*`')
+_SYMBOLS = frozenset("{}[]()<>=;_*&|\\/^~$#@+%`")
+_PROSE_SYMBOLS = _SYMBOLS - frozenset("()")
+_SENTENCE_END = frozenset(".!?:;,\"')")
+_FUNCTION_WORDS = frozenset({
+    "the", "a", "an", "of", "to", "in", "and", "or", "is", "are", "was", "were", "be", "been", "it", "its",
+    "that", "this", "with", "for", "on", "as", "by", "at", "from", "not", "but", "which", "can", "has",
+    "have", "will", "would", "there", "their", "they", "you", "we", "he", "she", "when", "so", "than",
+    "der", "die", "das", "und", "le", "la", "les", "et", "el", "los", "y", "de"})
+_FENCE = re.compile(r"^\s*(?:```|~~~)")
+_TRIPLE = re.compile(r'"""|\'\'\'')
+
+_MARKUP_OPENING = re.compile(r"\s*(?:<\?xml\b|<!doctype\s+html|<html[\s>]|<svg[\s>]|<!--)", re.IGNORECASE)
+_TAG_LINE = re.compile(r"^\s*</?[A-Za-z][\w:.-]*(?:\s[^>]*)?/?>")
+
+
+def _prose_shaped(line: str) -> bool:
+    """Five words or more, mostly alphabetic, few symbols (quoted spans aside), a function word."""
+    plain = _QUOTED.sub("x", line) if ('"' in line or "`" in line) else line
+    words = plain.split()
+    n = len(words)
+    if n < 5:
+        return False
+    alpha = sum(1 for w in words if w.strip(",.;:!?\"'()[]*").isalpha())
+    if alpha < 0.7 * n:
+        return False
+    symbols = sum(1 for ch in plain if ch in _PROSE_SYMBOLS)
+    if symbols > max(1, len(plain) // 30):
+        return False
+    return any(w.lower().strip(",.;:!?()") in _FUNCTION_WORDS for w in words)
+
+
+def _line_vote(line: str) -> int:
+    """1 for a code line, -1 for a prose line, 0 for a line that says neither."""
+    if _HARD_CODE.search(line):
+        return 1
+    if _COMMENT.match(line) or _RULE.match(line):
+        return 0
+    if _prose_shaped(line):
+        return -1
+    if _CODE_LINE.search(line):
+        return 1
+    nonspace = len(line) - line.count(" ")
+    symbols = sum(1 for ch in line if ch in _SYMBOLS)
+    if symbols >= 3 and symbols >= 0.15 * nonspace:
+        return 1
+    return 1 if len(_IDENTIFIER.findall(line)) >= 2 else 0
+
+
+def code_score(text: str) -> tuple[float, int, int]:
+    """(score, code lines, prose lines) over the first lines of `text` (see the module doc)."""
+    code = prose = 0
+    fenced = quoted = False
+    for line in text[:SAMPLE_CHARS].split("\n", SAMPLE_LINES)[:SAMPLE_LINES]:
+        if not line.strip():
+            continue
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        triples = len(_TRIPLE.findall(line))
+        if triples or quoted:
+            code += triples > 0  # prose never has triple quotes; what they hold does not vote
+            if triples % 2:
+                quoted = not quoted
+            continue
+        vote = _line_vote(line)
+        code += vote > 0
+        prose += vote < 0
+    return code / (code + prose + 1), code, prose
+
+
+def _markup_share(text: str) -> float:
+    lines = [line for line in text[:SAMPLE_CHARS].split("\n", SAMPLE_LINES)[:SAMPLE_LINES] if line.strip()]
+    return sum(1 for line in lines if _TAG_LINE.match(line)) / len(lines) if lines else 0.0
+
+
+def detect(text: str, path: str | None = None) -> tuple[str, float, str]:
+    """(CODE / PROSE / MARKUP, score, what decided: `extension`, `shebang` or `content`).
+
+    `path` is the file a whole-file document came from (its name may decide); the score is 1.0
+    when a name or a shebang decided, else the markup share of lines (markup) or the code score."""
+    if path:
+        by_name = kind_by_name(path)
+        if by_name:
+            return by_name, 1.0, "extension"
+    if text.startswith("#!"):
+        return CODE, 1.0, "shebang"
+    if _MARKUP_OPENING.match(text):
+        return MARKUP, 1.0, "content"
+    share = _markup_share(text) if "<" in text else 0.0
+    if share >= 0.5:
+        return MARKUP, round(share, 3), "content"
+    score, _, _ = code_score(text)
+    return (CODE if score >= 0.5 else PROSE), round(score, 3), "content"
