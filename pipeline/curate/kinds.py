@@ -19,8 +19,8 @@ Line votes. A line is code when it has the shape of a statement: it ends in `;`,
 with a short value, a REPL prompt, or identifiers in `snake_case` / `camelCase` / `a.b(`
 and a dense share of symbols. A line is prose when it holds at least five words, mostly
 alphabetic, few symbols, and reads like a sentence (an English function word, or sentence
-punctuation at its end). Comments, blank lines, Python docstrings (the lines between triple
-quotes) and fenced blocks of Markdown (between ```) do not vote: a module's docstrings do not
+punctuation at its end). Comments (block comments too), blank lines, Python docstrings (the lines
+between triple quotes) and fenced blocks of Markdown (between ```) do not vote: a module's docstrings do not
 make it prose, and the examples in a Markdown page do not make it code.
 
     score = code / (code + prose + 1)        code when score >= 0.5
@@ -40,6 +40,8 @@ CODE, PROSE, MARKUP = "code", "prose", "markup"
 SAMPLE_LINES = 200
 SAMPLE_CHARS = 20_000
 """The detector reads at most this many leading lines and characters of a document."""
+DECIDED = 16
+"""Votes that decide a document when the other side has under a third of them (reading stops)."""
 
 LANGUAGES = {
     ".py": "python", ".pyi": "python", ".pyx": "cython", ".c": "c", ".h": "c", ".cc": "cpp",
@@ -87,40 +89,51 @@ def kind_by_name(rel: str) -> str | None:
 
 # ---------------------------------------------------------------- line votes
 
-_HARD_CODE = re.compile(
-    r"\{\s*$"                                          # a block opens
-    r"|^\s*[)\]}]+[;,)\]}]*\s*$"                        # closing brackets alone
-    r"|^\s*(?:def|class|fn|func|function|sub|proc)\s+[A-Za-z_$][\w$]*\s*[(<:{\[]"   # a definition
-    r"|^\s*(?:async\s+def|pub\s+fn|impl\b|struct\s+\w+\s*[{;(<]|enum\s+\w+\s*[{:(])"
-    r"|^\s*import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?\s*$"  # imports
-    r"|^\s*from\s+\.*[\w.]*\s+import\s+[\w*(]"
-    r"|^\s*import\s*[{*\'\"]|^\s*(?:const|let|var)\s+[\w{\[]+\s*=|\brequire\([\'\"]"
-    r"|^\s*#\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|pragma|import|undef)\b"
-    r"|^\s*@[A-Za-z_][\w.]*(?:\(.*\))?\s*$"            # a decorator / annotation
-    r"|^\s*(?:>>>|\.\.\.|In \[\d+\]:)(?:\s|$)"           # a REPL prompt
-    r"|^\s*(?:else|try|finally|except|do|then|fi|done|esac|end|begin|pass|break|continue|"
+_HARD_START = re.compile(
+    r"\s*(?:"
+    r"[)\]}]+[;,)\]}]*\s*$"                               # closing brackets alone
+    r"|(?:def|class|fn|func|function|sub|proc)\s+[A-Za-z_$][\w$]*\s*[(<:{\[]"   # a definition
+    r"|(?:async\s+def|pub\s+fn|impl\b|struct\s+\w+\s*[{;(<]|enum\s+\w+\s*[{:(])"
+    r"|import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?\s*$"  # imports
+    r"|from\s+\.*[\w.]*\s+import\s+[\w*(]"
+    r"|import\s*[{*\'\"]|(?:const|let|var)\s+[\w{\[]+\s*="
+    r"|#\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|pragma|import|undef)\b"
+    r"|@[A-Za-z_][\w.]*(?:\(.*\))?\s*$"                   # a decorator / annotation
+    r"|(?:>>>|\.\.\.|In \[\d+\]:)(?:\s|$)"                  # a REPL prompt
+    r"|(?:else|try|finally|except|do|then|fi|done|esac|end|begin|pass|break|continue|"
     r"return|elif\s.*|else\s+if\s.*|except\s.*|while\s.*|for\s.*|if\s.*|with\s.*)\s*:?\s*$(?<=:|\w)"
+    r")"
 )
-"""Lines only code has; they vote code even where their words would read as a sentence."""
-_CODE_LINE = re.compile(
-    r"[;(\[]\s*$|=>\s*$|->\s*$|\\$"                     # a statement ends, a bracket opens, an arrow
-    r"|^\s*(?:return|yield|raise|throw|await|assert|del|global|nonlocal|pub|static|export|echo|local|"
+"""Lines only code has (with a line ending in `{`): they vote code even where their words read as a sentence."""
+_CODE_START = re.compile(
+    r"\s*(?:"
+    r"(?:return|yield|raise|throw|await|assert|del|global|nonlocal|pub|static|export|echo|local|"
     r"typedef|using|namespace|package|use|let|var|const|unset|alias|source|cd|sudo)\s+\S"
-    r"|^\s*\$\s+\S"                                         # a shell prompt
-    r"|^\s*[A-Za-z_$][\w$]*(?:\.[\w$]+|\[[^\]]*\])*\s*(?:[-+*/%|&^]|//|<<|>>|\*\*)?=(?!=)\s*\S"  # assignment
-    r"|^\s*[A-Za-z_$][\w$.]*\(.*\)\s*;?\s*$"                # a call alone on its line
-    r"|^\s*[\"\'][^\"\']*[\"\']\s*:\s*"                      # a JSON / dict key
-    r"|^\s*-?\s*[a-z_][\w.-]*:(?:\s+\S+(?:\s+\S+){0,3})?\s*$"   # a YAML / INI key with a short value
-    r"|^\s*\[[\w.\- \"]+\]\s*$"                            # an INI / TOML section
-    r"|^\s*<(?:/?[A-Za-z][\w:.-]*)(?:\s[^>]*)?/?>\s*$"       # a tag alone on its line
+    r"|\$\s+\S"                                             # a shell prompt
+    r"|[A-Za-z_$][\w$]*(?:\.[\w$]+|\[[^\]]*\])*\s*(?:[-+*/%|&^]|//|<<|>>|\*\*)?=(?!=)\s*\S"  # assignment
+    r"|[A-Za-z_$][\w$.]*\(.*\)\s*;?\s*$"                    # a call alone on its line
+    r"|[\"\'][^\"\']*[\"\']\s*:\s*"                          # a JSON / dict key
+    r"|-?\s*[a-z_][\w.-]*:(?:\s+\S+(?:\s+\S+){0,3})?\s*$"      # a YAML / INI key with a short value
+    r"|\[[\w.\- \"]+\]\s*$"                                # an INI / TOML section
+    r"|<(?:/?[A-Za-z][\w:.-]*)(?:\s[^>]*)?/?>\s*$"           # a tag alone on its line
+    r")"
 )
+"""Lines that look like statements or data, unless their words read as a sentence."""
+_CODE_ENDS = (";", "(", "[", "=>", "->", "\\")
+"""A statement ends, a bracket opens, an arrow, a continuation."""
 _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b|\b[a-z]+[A-Z][A-Za-z0-9]*\b|\w\.\w+\(|\w\(|[!=<>]=|&&|\|\||::")
 _COMMENT = re.compile(r"^\s*(?:#(?!\s*(?:include|define|if|ifdef|ifndef|endif|pragma|import)\b)|//|/\*|\*/|\*\s|\*$|--\s|;;|<!--)")
 _RULE = re.compile(r"^\s*([-=*~^#_+.:|`\'\"])\1{2,}\s*$|^\s*[+|][-=+|: ]+[+|]\s*$|^\s*\|.*\|\s*$")
 """Underlines of headings, table borders and table rows: neither code nor prose."""
-_QUOTED = re.compile(r'"[^"]*"|`[^`]*`')
+_QUOTED = re.compile(r'"[^"]*"|`[^`]*`|\*\*?[^*\s][^*]*?\*\*?|(?<![A-Za-z])\'[^\'\n]*\'(?![A-Za-z])')
+"""Quoted names, inline code and *emphasis*: prose about code quotes symbols, prose does not type them."""
 _SYMBOLS = frozenset("{}[]()<>=;_*&|\\/^~$#@+%`")
-_PROSE_SYMBOLS = _SYMBOLS - frozenset("()")
+_INLINE_CODE_ITEM = re.compile(r"^\s*(?:[-*+]\s+)?`[^`]+`[.,:;]?\s*$")
+"""A Markdown list item that only names something in backticks."""
+_LINK = re.compile(r"\[([^\]]*)\](?:\([^)]*\))?")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,3}[.)])\s+")
+_DROP_SYMBOLS = str.maketrans("", "", "".join(_SYMBOLS))
+_DROP_PROSE_SYMBOLS = str.maketrans("", "", "".join(_SYMBOLS - frozenset("()")))
 _SENTENCE_END = frozenset(".!?:;,\"')")
 _FUNCTION_WORDS = frozenset({
     "the", "a", "an", "of", "to", "in", "and", "or", "is", "are", "was", "were", "be", "been", "it", "its",
@@ -128,15 +141,18 @@ _FUNCTION_WORDS = frozenset({
     "have", "will", "would", "there", "their", "they", "you", "we", "he", "she", "when", "so", "than",
     "der", "die", "das", "und", "le", "la", "les", "et", "el", "los", "y", "de"})
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
-_TRIPLE = re.compile(r'"""|\'\'\'')
 
 _MARKUP_OPENING = re.compile(r"\s*(?:<\?xml\b|<!doctype\s+html|<html[\s>]|<svg[\s>]|<!--)", re.IGNORECASE)
 _TAG_LINE = re.compile(r"^\s*</?[A-Za-z][\w:.-]*(?:\s[^>]*)?/?>")
 
 
 def _prose_shaped(line: str) -> bool:
-    """Five words or more, mostly alphabetic, few symbols (quoted spans aside), a function word."""
-    plain = _QUOTED.sub("x", line) if ('"' in line or "`" in line) else line
+    """Five words or more, mostly alphabetic, few symbols (quoted spans, Markdown links and list
+    markers aside), a function word."""
+    plain = _QUOTED.sub("x", line) if ('"' in line or "`" in line or "*" in line or "'" in line) else line
+    if "[" in plain:
+        plain = _LINK.sub(r"\1", plain)
+    plain = _LIST_MARKER.sub("", plain)
     words = plain.split()
     n = len(words)
     if n < 5:
@@ -144,7 +160,7 @@ def _prose_shaped(line: str) -> bool:
     alpha = sum(1 for w in words if w.strip(",.;:!?\"'()[]*").isalpha())
     if alpha < 0.7 * n:
         return False
-    symbols = sum(1 for ch in plain if ch in _PROSE_SYMBOLS)
+    symbols = len(plain) - len(plain.translate(_DROP_PROSE_SYMBOLS))
     if symbols > max(1, len(plain) // 30):
         return False
     return any(w.lower().strip(",.;:!?()") in _FUNCTION_WORDS for w in words)
@@ -152,42 +168,58 @@ def _prose_shaped(line: str) -> bool:
 
 def _line_vote(line: str) -> int:
     """1 for a code line, -1 for a prose line, 0 for a line that says neither."""
-    if _HARD_CODE.search(line):
+    end = line.rstrip()
+    if end.endswith("{") or _HARD_START.match(line) or "require(" in line:
         return 1
-    if _COMMENT.match(line) or _RULE.match(line):
+    if _COMMENT.match(line) or _RULE.match(line) or _INLINE_CODE_ITEM.match(line):
         return 0
     if _prose_shaped(line):
         return -1
-    if _CODE_LINE.search(line):
+    if end.endswith(_CODE_ENDS) or _CODE_START.match(line):
         return 1
     nonspace = len(line) - line.count(" ")
-    symbols = sum(1 for ch in line if ch in _SYMBOLS)
+    symbols = len(line) - len(line.translate(_DROP_SYMBOLS))
     if symbols >= 3 and symbols >= 0.15 * nonspace:
         return 1
     return 1 if len(_IDENTIFIER.findall(line)) >= 2 else 0
 
 
-def code_score(text: str) -> tuple[float, int, int]:
-    """(score, code lines, prose lines) over the first lines of `text` (see the module doc)."""
-    code = prose = 0
-    fenced = quoted = False
+def line_votes(text: str):
+    """(line, vote) for each non-blank line the detector reads: 1 code, -1 prose, 0 none."""
+    fenced = quoted = commented = False
     for line in text[:SAMPLE_CHARS].split("\n", SAMPLE_LINES)[:SAMPLE_LINES]:
         if not line.strip():
             continue
-        if _FENCE.match(line):
-            fenced = not fenced
-            continue
-        if fenced:
-            continue
-        triples = len(_TRIPLE.findall(line))
-        if triples or quoted:
-            code += triples > 0  # prose never has triple quotes; what they hold does not vote
+        if commented or line.lstrip().startswith("/*"):  # a C-style block comment: prose inside code
+            commented = "*/" not in line
+            yield line, 0
+        elif fence := _FENCE.match(line):
+            # ```lang always opens a block; a bare ``` closes the open one (or opens one)
+            fenced = not fenced if not line[fence.end():].strip() else True
+            yield line, 0
+        elif fenced:
+            yield line, 0
+        elif (triples := line.count('"""') + line.count("\'\'\'")) or quoted:
             if triples % 2:
                 quoted = not quoted
-            continue
-        vote = _line_vote(line)
-        code += vote > 0
-        prose += vote < 0
+            yield line, 1 if triples else 0  # prose never has triple quotes; what they hold does not vote
+        else:
+            yield line, _line_vote(line)
+
+
+def code_score(text: str) -> tuple[float, int, int]:
+    """(score, code lines, prose lines) over the first lines of `text` (see the module doc); reading
+    stops once one side has `DECIDED` votes and three times the other's."""
+    code = prose = 0
+    for _, vote in line_votes(text):
+        if vote > 0:
+            code += 1
+            if code >= DECIDED and code >= 3 * (prose + 1):
+                break
+        elif vote < 0:
+            prose += 1
+            if prose >= DECIDED and prose >= 3 * (code + 1):
+                break
     return code / (code + prose + 1), code, prose
 
 
