@@ -19,8 +19,9 @@ from pipeline.curate.records import KEPT, KIND_BY, RAW_BYTES, doc_id, dump_meta
 PROSE_KINDS = {"warc": "web", "html": "web", "pdf": "paper"}
 """The kind of documents detected as prose, by the format of their file (`prose` for the others),
 unless the source names one (`prose_kind`)."""
-NAMED_BY_FILE = ("code", "text")
-"""Formats in which a document is a whole file, so that the file's name says what it holds."""
+NAMED_BY_FILE = ("code", "text", "auto")
+"""Formats in which a document is a whole file (auto: a file skipped before its format is known),
+so that the file's name says what it holds."""
 
 
 @dataclass(frozen=True)

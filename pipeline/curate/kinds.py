@@ -115,6 +115,7 @@ _CODE_START = re.compile(
     r"|[\"\'][^\"\']*[\"\']\s*:\s*"                          # a JSON / dict key
     r"|-?\s*[a-z_][\w.-]*:(?:\s+\S+(?:\s+\S+){0,3})?\s*$"      # a YAML / INI key with a short value
     r"|\[[\w.\- \"]+\]\s*$"                                # an INI / TOML section
+    r"|[{\[].*[}\]][,;]?\s*$"                                # a JSON object or list on one line
     r"|<(?:/?[A-Za-z][\w:.-]*)(?:\s[^>]*)?/?>\s*$"           # a tag alone on its line
     r")"
 )
