@@ -25,7 +25,10 @@ is counted in the report and kept in `rejects/` for inspection.
     http_status     warc             a response whose HTTP status is not 2xx
     pdf_error       pdf              a PDF that cannot be parsed or is encrypted
 
-Blank JSONL lines are not records and are skipped. Hidden files and, in a folder, files with
+A source of format `auto` reads each file in the format its extension or first bytes name
+(`read_auto`), and skips build output, vendored and generated files by path as a code tree does.
+A source of kind `auto` gives each row its own kind (`fileref.py`: the record's kind field, else
+`kinds.py`'s detector). Blank JSONL lines are not records and are skipped. Hidden files and, in a folder, files with
 another format's extension are not read (the report counts them as `files_ignored`). Every
 row has a stable `id`: the record's own id field when it has one (WARC: WARC-Record-ID), else
 the sha1 of the source name and the locator (`path`, `path:line`, `path:row`), so ids survive
