@@ -123,7 +123,8 @@ _CODE_START = re.compile(
 _CODE_ENDS = (";", "(", "[", "=>", "->", "\\")
 """A statement ends, a bracket opens, an arrow, a continuation."""
 _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b|\b[a-z]+[A-Z][A-Za-z0-9]*\b|\w\.\w+\(|\w\(|[!=<>]=|&&|\|\||::")
-_COMMENT = re.compile(r"^\s*(?:#(?!\s*(?:include|define|if|ifdef|ifndef|endif|pragma|import)\b)|//|/\*|\*/|\*\s|\*$|--\s|;;|<!--)")
+_COMMENT = re.compile(r"^\s*(?:#(?!\s*(?:include|define|if|ifdef|ifndef|endif|pragma|import)\b)"
+                      r"|//|/\*|\*/|\*\s|\*$|--\s|;;|<!--)")
 _RULE = re.compile(r"^\s*([-=*~^#_+.:|`\'\"])\1{2,}\s*$|^\s*[+|][-=+|: ]+[+|]\s*$|^\s*\|.*\|\s*$")
 """Underlines of headings, table borders and table rows: neither code nor prose."""
 _QUOTED = re.compile(r'"[^"]*"|`[^`]*`|\*\*?[^*\s][^*]*?\*\*?|(?<![A-Za-z])\'[^\'\n]*\'(?![A-Za-z])')

@@ -78,4 +78,5 @@ def reject_cause(reason: str) -> str:
 
 def explain(reasons: dict[str, int]) -> str:
     """`too_large 1 (curate.read.max_file_bytes ...); language 3 (curate.language.keep ...)`, most first."""
-    return "; ".join(f"{r} {n:,} ({reject_cause(r)})" for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    ordered = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "; ".join(f"{r} {n:,} ({reject_cause(r)})" for r, n in ordered)

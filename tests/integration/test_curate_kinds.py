@@ -81,7 +81,8 @@ def test_folder_reads_pages_as_html_and_source_files_as_code(curated):
         row = by[f"src/{rel}"]
         meta = json.loads(row["meta"])
         assert row["kind"] == "code" and row.get("reason", "") == "" and meta["language"] == "python"
-        assert meta["kind_by"] == "extension" and row["text"].split("\n")[0] == (STDLIB / rel).read_text().split("\n")[0]
+        assert meta["kind_by"] == "extension"
+        assert row["text"].split("\n")[0] == (STDLIB / rel).read_text().split("\n")[0]
     assert by["README.md"]["kind"] == "prose"
 
 

@@ -47,7 +47,8 @@ def test_a_pydoc_page_and_xml_are_markup():
     page = pydoc.html.page("json", pydoc.html.document(json, "json"))
     assert detect(page)[0] == MARKUP
     assert detect('<?xml version="1.0"?>\n<note><to>Tove</to></note>') == (MARKUP, 1.0, "content")
-    fragment = "<div class='post'>\n<p>Hello there, this is a page.</p>\n<ul>\n<li>One</li>\n<li>Two</li>\n</ul>\n</div>"
+    fragment = ("<div class='post'>\n<p>Hello there, this is a page.</p>\n<ul>\n<li>One</li>\n<li>Two</li>\n"
+                "</ul>\n</div>")
     assert detect(fragment)[0] == MARKUP
     assert detect("Use <b>bold</b> sparingly, the style guide says, and never in a heading of a page.")[0] == PROSE
 
@@ -57,7 +58,8 @@ def test_a_pydoc_page_and_xml_are_markup():
     ("README.md", PROSE), ("docs/index.rst", PROSE), ("site/a.html", MARKUP), ("img/logo.svg", MARKUP),
 ])
 def test_a_file_name_decides_over_the_content(path, kind):
-    assert detect("The quick brown fox jumps over the lazy dog, as it does every day.", path) == (kind, 1.0, "extension")
+    text = "The quick brown fox jumps over the lazy dog, as it does every day."
+    assert detect(text, path) == (kind, 1.0, "extension")
 
 
 def test_a_name_that_says_nothing_leaves_it_to_the_content():
@@ -118,7 +120,8 @@ jobs:
       - run: pip install -e .[dev]
       - run: pytest -q
 """
-TOML = '[project]\nname = "ownlm"\nversion = "0.1.0"\ndependencies = ["ray[data]>=2.9", "torch"]\n\n[tool.ruff]\nline-length = 120\n'
+TOML = ('[project]\nname = "ownlm"\nversion = "0.1.0"\ndependencies = ["ray[data]>=2.9", "torch"]\n\n'
+        "[tool.ruff]\nline-length = 120\n")
 C = '#include <stdio.h>\n\nint main(int argc, char **argv) {\n    for (int i = 0; i < argc; i++) {\n' \
     '        printf("%s\\n", argv[i]);\n    }\n    return 0;\n}\n'
 

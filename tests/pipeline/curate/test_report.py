@@ -41,9 +41,10 @@ def test_report_arithmetic_balances():
 
 
 def test_report_counts_documents_per_kind_and_how_each_got_it():
+    cases = [("mix", "code", ""), ("mix", "code", "code_long_lines"), ("mix", "prose", ""), ("mix", "notebook", ""),
+             ("web", "web", "")]
     rows = [{"id": str(i), "text": "x", "source": src, "kind": kind, "meta": "{}", "reason": reason}
-            for i, (src, kind, reason) in enumerate([("mix", "code", ""), ("mix", "code", "code_long_lines"),
-                                                     ("mix", "prose", ""), ("mix", "notebook", ""), ("web", "web", "")])]
+            for i, (src, kind, reason) in enumerate(cases)]
     batch = make_batch(rows)
     batch = set_column(set_column(batch, RAW_BYTES, pa.array([1] * 5, pa.int64())), BORN, ["read"] * 5)
     batch = set_column(batch, KIND_BY, ["detected", "detected", "detected", "record", "source"])
