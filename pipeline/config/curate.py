@@ -70,7 +70,7 @@ class LanguageConfig(Section):
     """Below this confidence the language is `unknown` (rejected when `keep` is set)."""
     max_chars: int = Field(default=1000, ge=100)
     """The detector reads this many leading characters (its cost grows with the length)."""
-    skip_kinds: list[str] = Field(default_factory=lambda: ["code"])
+    skip_kinds: list[str] = Field(default_factory=lambda: ["code", "markup"])
     """Kinds not judged by natural language (their `meta.lang` stays unset)."""
 
 
@@ -188,8 +188,9 @@ class CodeRulesConfig(Section):
 
 class QualityConfig(Section):
     enabled: bool = True
-    code_kinds: list[str] = Field(default_factory=lambda: ["code"])
-    """Kinds judged by the code rules; every other kind is judged as text."""
+    code_kinds: list[str] = Field(default_factory=lambda: ["code", "markup"])
+    """Kinds judged by the code rules; every other kind is judged as text. `markup` is what
+    `kind: auto` makes of raw HTML or XML that is not read as a page (an `.xml`, a record's markup)."""
     gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig)
     gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
     c4: C4Config = Field(default_factory=C4Config)

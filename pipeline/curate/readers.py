@@ -25,7 +25,10 @@ is counted in the report and kept in `rejects/` for inspection.
     http_status     warc             a response whose HTTP status is not 2xx
     pdf_error       pdf              a PDF that cannot be parsed or is encrypted
 
-Blank JSONL lines are not records and are skipped. Hidden files and, in a folder, files with
+A source of format `auto` reads each file in the format its extension or first bytes name
+(`read_auto`), and skips build output, vendored and generated files by path as a code tree does.
+A source of kind `auto` gives each row its own kind (`fileref.py`: the record's kind field, else
+`kinds.py`'s detector). Blank JSONL lines are not records and are skipped. Hidden files and, in a folder, files with
 another format's extension are not read (the report counts them as `files_ignored`). Every
 row has a stable `id`: the record's own id field when it has one (WARC: WARC-Record-ID), else
 the sha1 of the source name and the locator (`path`, `path:line`, `path:row`), so ids survive
@@ -33,6 +36,7 @@ moving the storage root.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import Callable, Iterator
@@ -43,10 +47,12 @@ import pyarrow.parquet as pq
 
 from pipeline.config import SOURCE_FORMATS, SourceConfig
 from pipeline.config.curate import ReadConfig
+from pipeline.config.data import AUTO
 from pipeline.curate.fileref import FileRef
 from pipeline.curate.htmltext import extract
-from pipeline.curate.records import BORN, KEPT, RAW_BYTES, make_batch, set_column
-from pipeline.curate.sources import relative
+from pipeline.curate.kinds import language
+from pipeline.curate.records import BORN, KEPT, KIND_BY, RAW_BYTES, make_batch, set_column
+from pipeline.curate.sources import format_by_name, relative
 from pipeline.curate.streams import READ_ERRORS, open_stream, read_chunk
 from pipeline.curate.warc import read_warc
 
@@ -57,16 +63,6 @@ GENERATED_NAMES = frozenset({"package-lock.json", "yarn.lock", "pnpm-lock.yaml",
                              "Gemfile.lock", "composer.lock", "go.sum", "uv.lock", "Pipfile.lock"})
 GENERATED_SUFFIXES = (".min.js", ".min.css", ".map", "_pb2.py", "_pb2_grpc.py", ".pb.go", ".pb.cc", ".pb.h",
                       ".designer.cs", ".g.dart")
-LANGUAGES = {
-    ".py": "python", ".pyi": "python", ".pyx": "cython", ".c": "c", ".h": "c", ".cc": "cpp",
-    ".cpp": "cpp", ".hpp": "cpp", ".cu": "cuda", ".rs": "rust", ".go": "go", ".java": "java",
-    ".kt": "kotlin", ".scala": "scala", ".swift": "swift", ".js": "javascript", ".mjs": "javascript",
-    ".ts": "typescript", ".tsx": "typescript", ".rb": "ruby", ".php": "php", ".lua": "lua",
-    ".r": "r", ".jl": "julia", ".sh": "shell", ".bash": "shell", ".sql": "sql", ".html": "html",
-    ".css": "css", ".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
-    ".md": "markdown", ".rst": "restructuredtext", ".txt": "text", ".cfg": "ini", ".ini": "ini",
-}
-NAMED_LANGUAGES = {"Makefile": "make", "Dockerfile": "dockerfile", "CMakeLists.txt": "cmake"}
 WHOLE_FILE_FORMATS = ("html", "text", "code", "pdf")
 
 BATCH_ROWS = 1000
@@ -109,6 +105,7 @@ def file_rows(reader: Callable[[FileRef], Iterator[dict]], ref: FileRef) -> Iter
 def rows_to_batch(rows: list[dict]) -> pa.Table:
     batch = make_batch(rows)
     batch = set_column(batch, RAW_BYTES, [r[RAW_BYTES] for r in rows], pa.int64())
+    batch = set_column(batch, KIND_BY, [r.get(KIND_BY, "source") for r in rows], pa.string())
     return set_column(batch, BORN, ["read"] * len(rows), pa.string())
 
 
@@ -117,15 +114,19 @@ def rows_to_batch(rows: list[dict]) -> pa.Table:
 
 def record_row(ref: FileRef, rec: dict, locator: str, raw: int, **position) -> dict:
     """A JSON or Parquet record as a row: the text field becomes `text`, the id field `id`, every
-    other field goes into `meta` beside `path` and the position (ours win over a record field)."""
+    other field goes into `meta` beside `path` and the position (ours win over a record field). In a
+    `kind: auto` source a string in the kind field is the row's kind (and leaves the meta)."""
     text = rec.pop(ref.source.text_field, None)
     own_id = rec.pop(ref.source.id_field, None)
+    own_kind = None
+    if ref.source.kind == AUTO and isinstance(rec.get(ref.source.kind_field), str):
+        own_kind = rec.pop(ref.source.kind_field)
     reason = KEPT if isinstance(text, str) else "missing_text"
     if not isinstance(text, str):
         text = "" if text is None else json.dumps(text, default=str)
     if raw > ref.cfg.max_doc_bytes:
         reason, text = "too_large", ""
-    return ref.row(text, locator, reason, raw, own_id, fields=rec, **position)
+    return ref.row(text, locator, reason, raw, own_id, fields=rec, own_kind=own_kind, **position)
 
 
 READ_BUFFER = 4 << 20
@@ -223,14 +224,8 @@ def read_parquet(ref: FileRef) -> Iterator[dict]:
 def skip_reason(rel: str, size: int, fmt: str, cfg: ReadConfig) -> str:
     """Why a file is rejected before it is read (by its path and size), or KEPT."""
     if fmt == "code":
-        parts = set(rel.split("/")[:-1])
-        name = rel.rsplit("/", 1)[-1]
-        if parts & BUILD_DIRS:
-            return "build_artifact"
-        if parts & VENDORED_DIRS:
-            return "vendored"
-        if name in GENERATED_NAMES or name.lower().endswith(GENERATED_SUFFIXES):
-            return "generated"
+        if reason := path_reason(rel):
+            return reason
         if size > cfg.max_code_bytes:
             return "too_large"
     elif size > cfg.max_file_bytes:
@@ -238,12 +233,17 @@ def skip_reason(rel: str, size: int, fmt: str, cfg: ReadConfig) -> str:
     return KEPT
 
 
-def language(rel: str) -> str:
+def path_reason(rel: str) -> str:
+    """Why a file of a source tree is not read, by its path alone (build output, vendored, generated), or KEPT."""
+    parts = set(rel.split("/")[:-1])
     name = rel.rsplit("/", 1)[-1]
-    if name in NAMED_LANGUAGES:
-        return NAMED_LANGUAGES[name]
-    dot = name.rfind(".")
-    return LANGUAGES.get(name[dot:].lower(), "text") if dot > 0 else "text"
+    if parts & BUILD_DIRS:
+        return "build_artifact"
+    if parts & VENDORED_DIRS:
+        return "vendored"
+    if name in GENERATED_NAMES or name.lower().endswith(GENERATED_SUFFIXES):
+        return "generated"
+    return KEPT
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -258,7 +258,7 @@ def decode(data: bytes) -> tuple[str, str]:
 
 def read_whole_file(ref: FileRef) -> Iterator[dict]:
     """One document per file (html, text, code, pdf); files to skip are rejected unread."""
-    fmt = ref.source.format
+    fmt = ref.format
     meta = {"bytes": ref.size}
     if fmt == "code":
         meta["language"] = language(ref.rel)
@@ -298,8 +298,63 @@ def pdf_row(ref: FileRef, data: bytes, meta: dict) -> dict:
     return ref.row("\n\n".join(p.strip() for p in pages if p.strip()), ref.rel, KEPT, len(data), **meta)
 
 
+# ---------------------------------------------------------------- auto: each file in its own format
+
+SNIFF_BYTES = 4096
+MAGIC = ((b"%PDF-", "pdf"), (b"PAR1", "parquet"), (b"WARC/", "warc"))
+_HTML_OPENINGS = (b"<!doctype html", b"<html")
+
+
+def read_auto(ref: FileRef) -> Iterator[dict]:
+    """A file of an `auto` source in the format it names: build output, vendored and generated files
+    are skipped by path as in a code tree, then the format comes from `file_format`."""
+    reason = path_reason(ref.rel)
+    if reason:
+        yield ref.row("", ref.rel, reason, ref.size, bytes=ref.size)
+        return
+    fmt = file_format(ref)
+    yield from READERS[fmt](dataclasses.replace(ref, file_format=fmt))
+
+
+def file_format(ref: FileRef) -> str:
+    """The format of one file of an `auto` source: its extension's (a `.json` file is JSON Lines only
+    when its first line is an object with the text field, else a code file, as `package.json` is);
+    without a known extension, the format its first bytes show (PDF, Parquet, WARC, an HTML page
+    without an extension); `code` (a whole file, kind detected) otherwise."""
+    lowered = ref.rel.lower()
+    by_name = format_by_name(lowered)
+    if by_name and not lowered.endswith(".json"):
+        return by_name
+    if language(ref.rel) != "text" and not lowered.endswith(".json"):
+        return "code"  # a known code or data extension: no need to look inside
+    head = _head(ref)
+    if lowered.endswith(".json"):
+        first = head.split(b"\n", 1)[0].strip()
+        try:
+            rec = json.loads(first)
+        except ValueError:
+            rec = None
+        return "jsonl" if isinstance(rec, dict) and ref.source.text_field in rec else "code"
+    for magic, fmt in MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head.lstrip()[:20].lower().startswith(_HTML_OPENINGS):
+        return "html"
+    return "code"
+
+
+def _head(ref: FileRef) -> bytes:
+    if ref.size == 0:
+        return b""
+    try:
+        with ref.filesystem.open_input_stream(ref.path) as f:
+            return f.read(SNIFF_BYTES)
+    except READ_ERRORS:
+        return b""  # the reader it goes to will meet the same error and report it
+
+
 READERS: dict[str, Callable[[FileRef], Iterator[dict]]] = {
     "jsonl": read_jsonl, "parquet": read_parquet, "warc": read_warc,
-    **{fmt: read_whole_file for fmt in WHOLE_FILE_FORMATS},
+    **{fmt: read_whole_file for fmt in WHOLE_FILE_FORMATS}, AUTO: read_auto,
 }
 assert set(READERS) == set(SOURCE_FORMATS), "one reader per source format (pipeline/config/data.py)"

@@ -40,6 +40,11 @@ BORN = "_born"
 """Working column: the step a row came into existence at (`read`, or `split` / `mixture` for the
 pieces and copies those steps add), so that the report counts each input document once."""
 
+KIND_BY = "_kind_by"
+"""Working column set by the readers: what gave the row its `kind`: `source` (the source's fixed kind),
+`record` (the record's own kind field) or `detected` (kind: auto, see `kinds.py`), for the report."""
+KIND_BY_VALUES = ("source", "record", "detected")
+
 OUTPUT_COLUMNS = ("id", "text", "source", "kind", "meta")
 REJECT_COLUMNS = OUTPUT_COLUMNS + ("reason",)
 

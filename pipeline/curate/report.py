@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 from pipeline.config.curate import PII_KINDS
 from pipeline.curate.langid import LANG_COLUMN
 from pipeline.curate.pii import pii_column
-from pipeline.curate.records import BORN, KEPT, RAW_BYTES, text_bytes
+from pipeline.curate.reasons import reject_cause
+from pipeline.curate.records import BORN, KEPT, KIND_BY, KIND_BY_VALUES, RAW_BYTES, text_bytes
 
 STEP_PREFIX = "_bytes_"
 
@@ -35,11 +36,13 @@ def mark_step(batch: pa.Table, step: str) -> pa.Table:
 
 @dataclass
 class Tally:
-    """Counts per (source, reason), per language and per step, summed over batches of final rows."""
+    """Counts per (source, reason), per language, per step and per (source, kind, what gave the kind),
+    summed over batches of final rows."""
 
     steps: list[str]
     counts: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     languages: dict[str, dict[str, int]] = field(default_factory=dict)
+    kinds: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
 
     def add(self, batch: pa.Table) -> None:
         if len(batch) == 0:
@@ -61,6 +64,13 @@ class Tally:
             into = self.counts.setdefault((row["source"], row["reason"]), {})
             for c in names:
                 into[c] = into.get(c, 0) + (row[f"{c}_sum"] or 0)
+        kind_by = batch[KIND_BY] if KIND_BY in batch.column_names else pa.array(["source"] * len(batch))
+        kinds = pa.table({"source": batch["source"], "kind": batch["kind"], "by": kind_by, "docs": cols["docs"],
+                          "kept": pc.cast(pc.equal(batch["reason"], KEPT), pa.int64())})
+        for row in kinds.group_by(["source", "kind", "by"]).aggregate([("docs", "sum"), ("kept", "sum")]).to_pylist():
+            into = self.kinds.setdefault((row["source"], row["kind"], row["by"]), {"docs": 0, "kept": 0})
+            into["docs"] += row["docs_sum"] or 0
+            into["kept"] += row["kept_sum"] or 0
         if LANG_COLUMN in batch.column_names:
             pairs = Counter(zip(batch[LANG_COLUMN].to_pylist(), batch["reason"].to_pylist()))
             for (lang, reason), n in pairs.items():
@@ -79,14 +89,32 @@ class Tally:
             into = self.languages.setdefault(lang, {"docs": 0, "kept": 0})
             into["docs"] += c["docs"]
             into["kept"] += c["kept"]
+        for key, c in other.kinds.items():
+            into = self.kinds.setdefault(key, {"docs": 0, "kept": 0})
+            into["docs"] += c["docs"]
+            into["kept"] += c["kept"]
 
     def to_json(self) -> dict:
         return {"steps": self.steps, "counts": [[s, r, c] for (s, r), c in self.counts.items()],
-                "languages": self.languages}
+                "languages": self.languages, "kinds": [[s, k, b, c] for (s, k, b), c in self.kinds.items()]}
 
     @classmethod
     def from_json(cls, data: dict) -> "Tally":
-        return cls(data["steps"], {(s, r): c for s, r, c in data["counts"]}, data["languages"])
+        return cls(data["steps"], {(s, r): c for s, r, c in data["counts"]}, data["languages"],
+                   {(s, k, b): c for s, k, b, c in data.get("kinds", [])})
+
+    def kind_counts(self, source: str | None = None) -> dict[str, dict]:
+        """Per kind: documents read, rows kept, and documents by what gave them the kind
+        (`source`, `record`, `detected`), most documents first."""
+        out: dict[str, dict] = {}
+        for (s, kind, by), c in self.kinds.items():
+            if source is not None and s != source:
+                continue
+            into = out.setdefault(kind, {"docs": 0, "kept": 0, "by": {b: 0 for b in KIND_BY_VALUES}})
+            into["docs"] += c["docs"]
+            into["kept"] += c["kept"]
+            into["by"][by] = into["by"].get(by, 0) + c["docs"]
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1]["docs"], kv[0])))
 
     def total(self, key: str, source: str | None = None, reason: str | None = None) -> int:
         return sum(c.get(key, 0) for (s, r), c in self.counts.items()
@@ -101,7 +129,8 @@ class Tally:
 
 def build_report(tally: Tally, sources: list[dict], output: dict, rejects: dict, seconds: float,
                  **sections) -> dict:
-    """The report: per source, per step, per reason, PII, languages, output, and any extra `sections`
+    """The report: per source, per step, per reason (with the setting behind it), PII, languages, kinds
+    (documents per kind, and how many of them the detector gave theirs), output, and any extra `sections`
     (dedup, decontamination, mixture, timing, shards). `sources` holds one dict per configured
     source (name, format, kind, path, files, files_ignored); `output`/`rejects` what the writer
     wrote (path, files, docs, bytes, file_bytes)."""
@@ -112,7 +141,8 @@ def build_report(tally: Tally, sources: list[dict], output: dict, rejects: dict,
         name = src["name"]
         per_source[name] = {**{k: v for k, v in src.items() if k != "name"},
                             "docs": total("docs", name), "bytes": total("raw_bytes", name),
-                            "kept_docs": total("rows", name, KEPT), "kept_bytes": total(f"bytes_{last}", name)}
+                            "kept_docs": total("rows", name, KEPT), "kept_bytes": total(f"bytes_{last}", name),
+                            "kinds": {k: c["docs"] for k, c in tally.kind_counts(name).items()}}
     steps = {step: {"docs": total(f"docs_{step}"), "bytes": total(f"bytes_{step}")} for step in tally.steps}
     steps["output"] = {"docs": output["docs"], "bytes": output["bytes"]}
     reasons = sorted({r for (_, r) in tally.counts if r != KEPT})
@@ -124,7 +154,9 @@ def build_report(tally: Tally, sources: list[dict], output: dict, rejects: dict,
         "rejects_by_source": {
             s["name"]: {r: n for r in reasons if (n := total("rows", s["name"], r))} for s in sources},
         "pii": {kind: total(f"pii_{kind}") for kind in PII_KINDS},
+        "reject_causes": {r: reject_cause(r) for r in reasons},
         "languages": dict(sorted(tally.languages.items(), key=lambda kv: -kv[1]["docs"])),
+        "kinds": tally.kind_counts(),
         **sections,
         "output": output,
         "rejected": rejects,

@@ -2,7 +2,8 @@
 
 Self-contained (inline CSS, bars as plain HTML, no script, nothing fetched), so it opens from
 an MLflow artifact view or a file browser alike: the funnel of documents and bytes kept after
-each step, drops by reason, sources, languages, duplicate-cluster sizes, PII, time per step.
+each step, drops by reason (with the setting behind each), sources, kinds, languages, duplicate-cluster
+sizes, PII, time per step.
 """
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ def _bar(value: float, top: float, cls: str = "") -> str:
     return f'<div class="bar {cls}" style="width:{width:.1f}%"></div>'
 
 
-def _bars(rows: list[tuple[str, float]], cls: str = "", fmt=_n) -> str:
+def _bars(rows: list[tuple[str, float]], cls: str = "", fmt=_n, notes: dict | None = None) -> str:
     if not rows:
         return '<p class="muted">none</p>'
     top = max(v for _, v in rows) or 1
-    body = "".join(f"<tr><td>{escape(str(k))}</td><td class=n>{fmt(v)}</td><td>{_bar(v, top, cls)}</td></tr>"
+    note = (lambda k: f"<td class=muted>{escape(notes.get(k, ''))}</td>") if notes is not None else (lambda k: "")
+    body = "".join(f"<tr><td>{escape(str(k))}</td><td class=n>{fmt(v)}</td><td>{_bar(v, top, cls)}</td>{note(k)}</tr>"
                    for k, v in rows)
     return f"<table>{body}</table>"
 
@@ -62,17 +64,36 @@ def render_html(report: dict) -> str:
         parts.append(f"<tr><td>{escape(name)}</td><td class=n>{_n(s['docs'])}</td><td>{_bar(s['docs'], top_docs)}</td>"
                      f"<td class=n>{_mb(s['bytes'])}</td><td>{_bar(s['bytes'], top_bytes, 'b')}</td></tr>")
     parts.append("</table>")
-    parts.append("<h2>Drops by reason</h2>" + _bars(sorted(report["rejects"].items(), key=lambda kv: -kv[1]), "r"))
+    causes = report.get("reject_causes") or {}
+    drops = sorted(report["rejects"].items(), key=lambda kv: -kv[1])
+    parts.append("<h2>Drops by reason</h2><p class=muted>beside each reason, the setting behind it or its cause "
+                 "in the input</p>" + _bars(drops, "r", notes=causes))
     parts.append("<h2>Sources</h2><table><tr><th>source</th><th>format</th><th>kind</th><th>files</th>"
                  "<th>documents</th><th>kept</th><th>input</th><th>kept bytes</th><th>top drops</th></tr>")
     for name, s in report["sources"].items():
         drops = report["rejects_by_source"].get(name, {})
         top = ", ".join(f"{escape(r)} {n:,}" for r, n in sorted(drops.items(), key=lambda kv: -kv[1])[:3])
-        parts.append(f"<tr><td>{escape(name)}</td><td>{escape(s['format'])}</td><td>{escape(s['kind'])}</td>"
+        kind = escape(s["kind"])
+        if s.get("kinds") and list(s["kinds"]) != [s["kind"]]:
+            kind += " <span class=muted>(" + ", ".join(f"{escape(k)} {n:,}" for k, n in s["kinds"].items()) + ")</span>"
+        parts.append(f"<tr><td>{escape(name)}</td><td>{escape(s['format'])}</td><td>{kind}</td>"
                      f"<td class=n>{_n(s['files'])}</td><td class=n>{_n(s['docs'])}</td>"
                      f"<td class=n>{_n(s['kept_docs'])}</td><td class=n>{_mb(s['bytes'])}</td>"
                      f"<td class=n>{_mb(s['kept_bytes'])}</td><td class=muted>{top}</td></tr>")
     parts.append("</table>")
+    kinds = report.get("kinds") or {}
+    if kinds:
+        parts.append("<h2>Kinds (documents; which rules judged them)</h2><p class=muted>detected: the kind came from "
+                     "the document's content or file name (kind: auto); record: from the record's kind field; "
+                     "source: the source's kind</p><table><tr><th>kind</th><th>documents</th><th>kept</th>"
+                     "<th>detected</th><th>record</th><th>source</th><th></th></tr>")
+        top = max(k["docs"] for k in kinds.values()) or 1
+        for name, k in kinds.items():
+            by = k.get("by", {})
+            parts.append(f"<tr><td>{escape(name)}</td><td class=n>{_n(k['docs'])}</td><td class=n>{_n(k['kept'])}</td>"
+                         + "".join(f"<td class=n>{_n(by.get(b, 0))}</td>" for b in ("detected", "record", "source"))
+                         + f"<td>{_bar(k['docs'], top)}</td></tr>")
+        parts.append("</table>")
     langs = report.get("languages") or {}
     parts.append("<h2>Languages (documents identified / kept)</h2>"
                  + _bars([(f"{k} ({v['kept']:,} kept)", v["docs"]) for k, v in langs.items()], "g"))

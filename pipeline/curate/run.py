@@ -37,6 +37,7 @@ from pipeline.curate.minhash import DedupKeys
 from pipeline.curate.normalize import Normalize
 from pipeline.curate.pii import RedactPII
 from pipeline.curate.quality import QualityFilter
+from pipeline.curate.reasons import explain
 from pipeline.curate.records import KEPT, CurateError
 from pipeline.curate.report import Tally, build_report
 from pipeline.curate.report_html import render_html
@@ -48,7 +49,7 @@ from pipeline.progress import Progress
 
 __all__ = ["run_curate", "CurateError", "batch_steps"]
 
-WORK_FORMAT = 1
+WORK_FORMAT = 2
 """Bump when the work folder's contents change meaning: an older one is then discarded."""
 
 
@@ -321,6 +322,6 @@ def _check_counts(tally: Tally | None, sources: list[SourceConfig], files, outpu
     if output["docs"] == 0:
         reasons: dict[str, int] = {}
         for (_, reason), counts in tally.counts.items():
-            reasons[reason] = reasons.get(reason, 0) + counts["rows"]
-        summary = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()) if r != KEPT)
-        raise CurateError(f"curation kept no documents (rejected: {summary}); check curate.quality")
+            if reason != KEPT:
+                reasons[reason] = reasons.get(reason, 0) + counts["rows"]
+        raise CurateError(f"curation kept no documents; rejected: {explain(reasons)}")

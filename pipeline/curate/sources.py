@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from pipeline.config import SOURCE_FORMATS, SourceConfig
+from pipeline.config.data import AUTO
 from pipeline.curate.records import CurateError
 from pipeline.layout import Layout
 
 # Files a folder listing takes, per format (a file or glob named in the config is taken as is).
-# Code takes every file: the code reader itself decides what to skip, and says why.
+# Code and auto take every file: their readers decide what to skip, and say why.
 _JSONL = tuple(f"{ext}{z}" for ext in (".jsonl", ".ndjson", ".json") for z in ("", ".gz", ".zst", ".zstd", ".bz2"))
 EXTENSIONS = {
     "jsonl": _JSONL,
@@ -26,6 +27,7 @@ EXTENSIONS = {
     "text": (".txt", ".md", ".markdown", ".rst", ".text"),
     "pdf": (".pdf",),
     "code": None,
+    "auto": None,
 }
 assert set(EXTENSIONS) == set(SOURCE_FORMATS), "one extension list per source format (pipeline/config/data.py)"
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -55,7 +57,7 @@ def relative(path: str, base: str) -> str:
 
 
 def list_source(src: SourceConfig, layout: Layout) -> SourceFiles:
-    """The files of one configured source, sorted; CurateError if there are none."""
+    """The files of one configured source, sorted; CurateError if there are none, or if every one is empty."""
     location = layout.expand(src.path)
     if "://" in location:
         fs, path = pafs.FileSystem.from_uri(location)
@@ -74,22 +76,29 @@ def list_source(src: SourceConfig, layout: Layout) -> SourceFiles:
                  and (named_hidden or not _hidden(i.path[len(base):]))]
         if not infos:
             raise CurateError(f"{where} matches no files")
-        return _files(fs, base, infos, ignored=0)
+        return _files(fs, base, infos, ignored=0, where=where)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise CurateError(f"{where} does not exist")
     if info.type == pafs.FileType.File:
-        return _files(fs, path.rsplit("/", 1)[0], [info], ignored=0)
+        return _files(fs, path.rsplit("/", 1)[0], [info], ignored=0, where=where)
     infos = _walk(fs, path, where)
     taken = [i for i in infos if _takes(src.format, i.path[len(path):])]
     if not taken:
         exts = EXTENSIONS[src.format]
         wanted = f" with extension {', '.join(exts)}" if exts else ""
         raise CurateError(f"{where} is a folder with no files{wanted}")
-    return _files(fs, path, taken, ignored=len(infos) - len(taken))
+    return _files(fs, path, taken, ignored=len(infos) - len(taken), where=where)
 
 
-def _files(fs, base: str, infos, ignored: int) -> SourceFiles:
+def _files(fs, base: str, infos, ignored: int, where: str) -> SourceFiles:
+    """The listing; a source whose every file is empty (0 bytes) has no document: an error now,
+    before any file is read."""
+    if all(i.size == 0 for i in infos):
+        names = [relative(i.path, base) for i in sorted(infos, key=lambda i: i.path)]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        files = "its one file is" if len(names) == 1 else f"all its {len(names)} files are"
+        raise CurateError(f"{where} holds no documents: {files} empty (0 bytes: {shown})")
     infos = sorted(infos, key=lambda i: i.path)
     mtimes = [i.mtime.timestamp() if i.mtime is not None else 0.0 for i in infos]
     return SourceFiles(fs, base, [i.path for i in infos], [i.size for i in infos], ignored, mtimes)
@@ -151,35 +160,35 @@ def _glob_regex(pattern: str) -> re.Pattern:
 
 # ---------------------------------------------------------------- `ownlm curate --input PATH`
 
-INPUT_KINDS = {"jsonl": "web", "parquet": "web", "warc": "web", "html": "web", "text": "prose", "pdf": "paper",
-               "code": "code"}
-"""The kind a bare `--input PATH` of each format gets."""
-_FORMAT_BY_SUFFIX = [(EXTENSIONS[fmt], fmt, INPUT_KINDS[fmt]) for fmt in SOURCE_FORMATS if EXTENSIONS[fmt]]
+DATA_FORMATS = tuple(fmt for fmt in SOURCE_FORMATS if EXTENSIONS[fmt])
+"""Formats named by a file's extension (the others, code and auto, take any file)."""
+
+
+def format_by_name(lowered: str) -> str | None:
+    """The format a (lowercased) file name's extension names, or None."""
+    for fmt in DATA_FORMATS:
+        if lowered.endswith(EXTENSIONS[fmt]):
+            return fmt
+    return None
 
 
 def infer_source(path: str, taken_names: set[str] = frozenset()) -> SourceConfig:
-    """A source for a bare `--input PATH`: format and kind from the extension (of the path, the glob,
-    or the files a folder holds), name from the last path part. A folder of mixed files is code."""
+    """A source for a bare `--input PATH`: the format from the extension (of the path, the glob, or
+    the files a folder holds: one format when they all share it, else `auto`, each file in its own),
+    kind `auto` (each document's from its record, its file name or its content), name from the last
+    path part."""
     lowered = path.lower().rstrip("/")
-    fmt, kind = _by_suffix(lowered)
+    fmt = format_by_name(lowered)
     if fmt is None:
-        files = _folder_files(path)
-        counts: dict[tuple[str, str], int] = {}
-        for rel in files:
-            found = _by_suffix(rel.lower())
-            if found[0]:
-                counts[found] = counts.get(found, 0) + 1
-        best = max(counts, key=counts.get) if counts else None
-        # A folder whose (visible) files are all one data format is that format; anything else is a source tree.
-        if best and counts[best] == len(files):
-            fmt, kind = best
-    if fmt is None:
-        fmt, kind = "code", "code"
+        found = {format_by_name(rel.lower()) for rel in _folder_files(path)}
+        # A folder whose (visible) files are all one data format is that format; anything else is auto.
+        if len(found) == 1 and None not in found:
+            fmt = found.pop()
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", lowered.rsplit("/", 1)[-1].split("*")[0]).strip("-.") or "input"
     name, i = base, 2
     while name in taken_names:
         name, i = f"{base}-{i}", i + 1
-    return SourceConfig(name=name, kind=kind, format=fmt, path=path)
+    return SourceConfig(name=name, kind=AUTO, format=fmt or AUTO, path=path)
 
 
 def _folder_files(path: str) -> list[str]:
@@ -196,10 +205,3 @@ def _folder_files(path: str) -> list[str]:
         return []
     rels = [i.path[len(root.rstrip("/")) + 1:] for i in infos if i.type == pafs.FileType.File]
     return [rel for rel in rels if not _hidden(rel)]
-
-
-def _by_suffix(lowered: str) -> tuple[str | None, str | None]:
-    for suffixes, fmt, kind in _FORMAT_BY_SUFFIX:
-        if lowered.endswith(suffixes):
-            return fmt, kind
-    return None, None

@@ -40,7 +40,8 @@ def report_metrics(report: dict) -> dict[str, float]:
 
 
 def check_sources(ctx: Context) -> None:
-    """Fail before starting Ray when a configured source is missing or empty, naming every one."""
+    """Fail before starting Ray when a configured source is missing, matches no file, or holds only
+    empty files (0 bytes), naming every one."""
     sample_pending = "sample" in ctx.planned
     problems = []
     for src in ctx.cfg.data.sources:
@@ -83,7 +84,8 @@ def _walk(path: Path):
 
 def input_sources(paths: list[str]) -> dict[str, Any]:
     """`--input PATH` (repeatable) in place of the configured sources: one source per path, its
-    format and kind from the extension, and no sample corpus."""
+    format from the extension (a mixed folder: each file's own), kind auto (each document's own),
+    and no sample corpus."""
     sources = []
     for path in paths:
         sources.append(infer_source(path, {s.name for s in sources}))
@@ -100,7 +102,7 @@ STAGE = Stage(
     outputs=(("curated", "report.json"),),
     flags=(ConfigFlag("--input", values=input_sources, repeat=True, explicit=True, metavar="PATH",
                       help="a file, folder or glob to curate instead of data.sources (repeatable; format from "
-                           "the extension)"),
+                           "the extension, each document's kind from its content)"),
            PathFlag("--output", "curated", "folder for the curated shards, rejects/ and report.json")),
     fingerprint_inputs=source_files,
     check=check_sources,

@@ -33,3 +33,15 @@ def test_quality_step_routes_kinds_and_only_judges_kept_rows():
     assert "Javascript" not in out["text"][5].as_py()  # C4 cleaned the web page it kept
     book = QualityFilter.from_config(QualityConfig())(make_batch([doc(ARTICLE + "\n{braces}", kind="book")]))
     assert book["reason"].to_pylist() == [""]  # C4 and FineWeb are for web pages only
+
+
+def test_markup_is_judged_by_the_code_rules_and_not_by_language():
+    from pipeline.config.curate import LanguageConfig
+    from pipeline.curate.langid import IdentifyLanguage
+
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">\n' + \
+          '  <rect x="1" y="1" width="8" height="8" fill="red"/>\n' * 5 + "</svg>\n"
+    minified = "<div>" + "<span class=a>x</span>" * 100 + "</div>"
+    batch = make_batch([doc(svg, kind="markup"), doc(minified, kind="markup", id_="d2")])
+    assert QualityFilter.from_config(QualityConfig())(batch)["reason"].to_pylist() == ["", "code_long_lines"]
+    assert IdentifyLanguage(LanguageConfig())(batch)["reason"].to_pylist() == ["", ""]

@@ -13,7 +13,7 @@ from curate_inputs import PROSE, make_pdf, rows_of
 from pipeline.config import SourceConfig
 from pipeline.config.curate import ReadConfig
 from pipeline.curate.readers import decode, language, skip_reason
-from pipeline.curate.records import RAW_BYTES, doc_id
+from pipeline.curate.records import KIND_BY, RAW_BYTES, doc_id
 
 
 def test_jsonl_corrupt_lines_become_rejects_not_errors(tmp_path):
@@ -146,3 +146,78 @@ def test_code_tree_keeps_path_and_language_in_meta(tmp_path):
     assert by["pkg/m.py"]["id"] == doc_id("code", "pkg/m.py") and by["node_modules/x.js"]["reason"] == "vendored"
     assert [language(p) for p in ("a/b.py", "x.RS", "Makefile", "README", "notes.weird")] == \
         ["python", "rust", "make", "text", "text"]
+
+
+# ---------------------------------------------------------------- kind: auto, format: auto
+
+CODE = "import os\n\n\ndef main(argv):\n    for name in argv:\n        print(os.path.basename(name))\n    return 0\n"
+
+
+def test_auto_kind_takes_a_records_own_kind_else_the_detectors(tmp_path):
+    records = [{"text": CODE, "kind": "notebook"}, {"text": PROSE * 3, "kind": "book"}, {"text": CODE},
+               {"text": PROSE * 3}, {"text": CODE, "kind": 7}, {"text": PROSE * 3, "type": "x"}]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = rows_of(SourceConfig(name="m", kind="auto", format="jsonl", path=str(tmp_path)), tmp_path)
+    assert [r["kind"] for r in rows] == ["notebook", "book", "code", "prose", "code", "prose"]
+    assert [r[KIND_BY] for r in rows] == ["record", "record", "detected", "detected", "detected", "detected"]
+    metas = [json.loads(r["meta"]) for r in rows]
+    assert "kind" not in metas[0] and "kind_detected" not in metas[0]  # the record's kind is the row's
+    assert metas[2]["kind_detected"] == "code" and metas[2]["kind_by"] == "content" and metas[2]["kind_score"] > 0.5
+    assert metas[3]["kind_detected"] == "prose" and metas[3]["kind_score"] < 0.5
+    assert metas[4]["kind"] == 7  # not a kind: kept in meta, the detector decides
+    web = rows_of(SourceConfig(name="m", kind="auto", prose_kind="web", format="jsonl", path=str(tmp_path)), tmp_path)
+    assert [r["kind"] for r in web] == ["notebook", "book", "code", "web", "code", "web"]
+
+
+def test_a_fixed_kind_is_every_rows_and_a_records_kind_field_stays_in_meta(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": CODE, "kind": "code"}) + "\n")
+    [row] = rows_of(SourceConfig(name="m", kind="web", format="jsonl", path=str(tmp_path)), tmp_path)
+    assert row["kind"] == "web" and row[KIND_BY] == "source"
+    assert json.loads(row["meta"]) == {"kind": "code", "path": "a.jsonl", "line": 1}
+
+
+def test_prose_kind_is_for_auto_sources_only():
+    with pytest.raises(ValueError, match="prose_kind applies to kind: auto only"):
+        SourceConfig(name="m", kind="web", prose_kind="book", format="jsonl", path="x")
+    with pytest.raises(ValueError, match="cannot be auto"):
+        SourceConfig(name="m", kind="auto", prose_kind="auto", format="jsonl", path="x")
+
+
+def test_auto_folder_reads_each_file_in_the_format_it_names(tmp_path):
+    from curate_texts import NEWS
+
+    files = {
+        "site/news.html": NEWS.encode(),
+        "site/page": b"<!DOCTYPE html>" + NEWS.encode(),      # no extension: an HTML page by its content
+        "src/tool.py": CODE.encode(),
+        "src/run": b"#!/bin/sh\nset -e\necho done\n",            # a script without extension
+        "src/package.json": json.dumps({"name": "x", "version": "1.0", "private": True}, indent=2).encode(),
+        "data/posts.json": b'{"text": "' + PROSE.encode() + b'", "id": "p1"}\n{"text": "second", "id": "p2"}\n',
+        "docs/README.md": ("# Tool\n\n" + PROSE + "\n\n```python\n" + CODE + "```\n").encode(),
+        "docs/paper.pdf": make_pdf([["A short paper about foxes.", "It has one page."]]),
+        "img/logo.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></svg>\n',
+        "node_modules/left-pad/index.js": b"module.exports = function () {};\n",
+        "src/__pycache__/tool.cpython-311.pyc": b"\x00\x01",
+    }
+    for rel, data in files.items():
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / rel).write_bytes(data)
+    rows = rows_of(SourceConfig(name="tree", kind="auto", format="auto", path=str(tmp_path / "in")), tmp_path)
+    by = {r["_loc"]: r for r in rows}
+    got = {loc: (r["kind"], r["reason"]) for loc, r in by.items()}
+    assert got == {
+        "site/news.html": ("web", ""), "site/page": ("web", ""), "src/tool.py": ("code", ""), "src/run": ("code", ""),
+        "src/package.json": ("code", ""), "data/posts.json:1": ("prose", ""), "data/posts.json:2": ("prose", ""),
+        "docs/README.md": ("prose", ""), "docs/paper.pdf": ("paper", ""), "img/logo.svg": ("markup", ""),
+        "node_modules/left-pad/index.js": ("code", "vendored"),
+        "src/__pycache__/tool.cpython-311.pyc": ("prose", "build_artifact")}
+    for loc in ("site/news.html", "site/page"):  # pages are read as HTML: their text, not their markup
+        assert "Big story of the day" in by[loc]["text"] and "<" not in by[loc]["text"]
+        assert json.loads(by[loc]["meta"])["title"] == "News"
+    assert by["src/tool.py"]["text"] == CODE
+    assert json.loads(by["src/tool.py"]["meta"]) == {"path": "src/tool.py", "bytes": len(CODE), "language": "python",
+                                                     "kind_detected": "code", "kind_score": 1.0,
+                                                     "kind_by": "extension"}
+    assert json.loads(by["src/run"]["meta"])["kind_by"] == "shebang"
+    assert by["data/posts.json:1"]["id"] == "p1" and "A short paper" in by["docs/paper.pdf"]["text"]
+    assert json.loads(by["docs/README.md"]["meta"])["kind_by"] == "extension"
