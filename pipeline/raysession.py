@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from model.errors import UsageError
 from pipeline import console
@@ -56,14 +57,16 @@ def require_token_auth(cfg: Config) -> None:
     Ray 2.60 binds its GCS, raylet and worker gRPC ports on all interfaces even for a local
     instance, so the token is what keeps others out. Unset, RAY_AUTH_MODE is set to `token` here
     (Ray's own default for a new local instance, and for joining a cluster it makes a missing
-    token an error instead of an unauthenticated connection)."""
+    token an error instead of an unauthenticated connection), before Ray is imported: Ray reads
+    the variable once, at import, and a later change would leave it of two minds."""
     mode = os.environ.get(AUTH_MODE_ENV)
     if mode is not None and mode.lower() != "token" and not cfg.cluster.allow_unauthenticated:
         raise UsageError(
             f"{AUTH_MODE_ENV}={mode} turns Ray's token authentication off, and Ray listens on every network "
             f"interface: anyone who can reach this machine could run code in it. Unset {AUTH_MODE_ENV} (ownlm "
             "uses token authentication), or, on a closed network only, --set cluster.allow_unauthenticated=true")
-    os.environ.setdefault(AUTH_MODE_ENV, "token")
+    if mode is None and "ray" not in sys.modules:
+        os.environ[AUTH_MODE_ENV] = "token"
 
 
 def ensure_ray(cfg: Config, quiet: bool = True):

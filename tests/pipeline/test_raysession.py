@@ -20,10 +20,14 @@ def test_the_explicit_override_lets_it_through(monkeypatch):
     require_token_auth(load_config(None, ["cluster.allow_unauthenticated=true"]))
 
 
-def test_unset_means_token(monkeypatch):
+def test_unset_means_token_when_ray_is_not_imported_yet(monkeypatch):
+    """Ray reads RAY_AUTH_MODE once, when it is imported: set it only before that."""
     import os
+    import sys
 
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "unset below")  # so that the test's end unsets it again
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
     require_token_auth(load_config(None))
     assert os.environ["RAY_AUTH_MODE"] == "token"
 
