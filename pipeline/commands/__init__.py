@@ -1,2 +1,3 @@
-"""Commands beyond the pipeline stages; each module has `register(subparsers, common)` and is
-listed in pipeline.cli.TOOL_MODULES."""
+"""The commands of the `ownlm` CLI, one record each (command.py): `run`, one per registered stage
+and `config` (stage_commands.py), and the tools (model_tools.py, eval_tools.py, cluster_tools.py).
+The one table of them is `pipeline.cli.COMMANDS`."""
