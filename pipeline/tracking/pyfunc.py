@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import mlflow.pyfunc
 
+from model.sampling import SamplingParams
+
 CHECKPOINT_ARTIFACT = "checkpoint"
 """The artifact key (and folder under the model's `artifacts/`) that holds the checkpoint."""
 
@@ -25,7 +27,6 @@ class CheckpointModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         from model.generate import generate_text
-        from model.sampling import SamplingParams
 
         prompts = _prompts(model_input)
         sampling = SamplingParams(**{"max_new_tokens": 32, "temperature": 0.0, **(params or {})})

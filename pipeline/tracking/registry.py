@@ -128,6 +128,15 @@ class Registry:
             return None
         return next((v for v in self.versions() if alias in v.aliases), None)
 
+    def parent_run(self, run_id: str) -> str | None:
+        """The run a run is nested in (a stage's `ownlm run`), if any."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        except MlflowException:
+            return None
+
     def _version(self, mv) -> Version:
         return Version(name=mv.name, number=int(mv.version), tags=dict(mv.tags or {}),
                        aliases=tuple(getattr(mv, "aliases", None) or ()), run_id=mv.run_id, source=mv.source,
