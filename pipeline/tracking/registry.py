@@ -97,11 +97,15 @@ class Registry:
             return False
 
     def versions(self) -> list[Version]:
-        """Every version, oldest first."""
+        """Every version, oldest first, with its aliases."""
         if not self.exists():
             return []
+        # A search does not fill in aliases: the registered model holds them.
+        aliases: dict[int, list[str]] = {}
+        for alias, number in (self.client.get_registered_model(self.name).aliases or {}).items():
+            aliases.setdefault(int(number), []).append(alias)
         found = self.client.search_model_versions(f"name='{self.name}'")
-        return sorted((self._version(v) for v in found), key=lambda v: v.number)
+        return sorted((self._version(v, aliases.get(int(v.version), ())) for v in found), key=lambda v: v.number)
 
     def version(self, *, alias: str | None = None, number: int | None = None) -> Version:
         """The version an alias points at, or by number; a UsageError names what exists instead."""
@@ -124,8 +128,6 @@ class Registry:
 
     def alias(self, alias: str) -> Version | None:
         """The version `alias` points at, or None."""
-        if not self.exists():
-            return None
         return next((v for v in self.versions() if alias in v.aliases), None)
 
     def parent_run(self, run_id: str) -> str | None:
@@ -137,9 +139,10 @@ class Registry:
         except MlflowException:
             return None
 
-    def _version(self, mv) -> Version:
+    def _version(self, mv, aliases=None) -> Version:
         return Version(name=mv.name, number=int(mv.version), tags=dict(mv.tags or {}),
-                       aliases=tuple(getattr(mv, "aliases", None) or ()), run_id=mv.run_id, source=mv.source,
+                       aliases=tuple(sorted(aliases if aliases is not None else getattr(mv, "aliases", None) or ())),
+                       run_id=mv.run_id, source=mv.source,
                        created_ms=int(mv.creation_timestamp or 0))
 
     # ---- writing
