@@ -106,3 +106,25 @@ def train_checkpoint(folder: Path, tokens_dir: Path, steps: int, seed: int = 0) 
     save_checkpoint(folder, model.eval(), cfg, tokenizer_path=tokens_dir / "tokenizer.json",
                     metadata={"preset": "debug"})
     return folder
+
+
+WORDS = ("account order customer invoice report window buffer packet record session ticket query cache "
+         "message channel worker task queue batch stream frame token vector matrix table column").split()
+
+
+def python_modules(n: int, seed: int) -> list[str]:
+    """Longer, varied Python modules of the same style as `python_like`, distinct enough to pass
+    curation's quality and near-duplicate filters (new raw data for the monitor)."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        funcs = []
+        for _ in range(rng.randint(3, 5)):
+            a, b, c = rng.sample(WORDS, 3)
+            op = rng.choice(OPS)
+            k = rng.randint(2, 99)
+            funcs.append(f"def {a}_{b}_{k}({a}, {b}):\n    \"\"\"Combine the {a} with the {b}.\"\"\"\n"
+                         f"    {c} = {a} {op} {b} * {k}\n    if {c} > {rng.randint(100, 999)}:\n"
+                         f"        return {c} - {k}\n    return {c}\n")
+        docs.append(f"# module {i}: {' '.join(rng.sample(WORDS, 4))}\n\n" + "\n\n".join(funcs))
+    return docs
