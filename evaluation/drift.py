@@ -74,8 +74,8 @@ def window_losses(model, windows: np.ndarray, batch_size: int = 32) -> np.ndarra
             for start in range(0, len(windows), batch_size):
                 rows = torch.as_tensor(windows[start: start + batch_size], dtype=torch.long)
                 logits = model(rows[:, :-1])  # (B, T, V)
-                nll = F.cross_entropy(logits.float().transpose(1, 2), rows[:, 1:], reduction="none")  # (B, T)
-                out.append(nll.mean(dim=1).numpy())
+                nll = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten(), reduction="none")
+                out.append(nll.view(len(rows), -1).mean(dim=1).numpy())  # (B,)
     finally:
         model.train(was_training)
     return np.concatenate(out) if out else np.empty(0)

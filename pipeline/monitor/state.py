@@ -46,7 +46,7 @@ class MonitorState:
     cycles: int = 0
 
     @classmethod
-    def load(cls, folder: Path) -> "MonitorState":
+    def load(cls, folder: Path) -> MonitorState:
         path = folder / STATE_FILE
         if not path.is_file():
             return cls(path)

@@ -114,7 +114,7 @@ def test_a_worse_challenger_is_refused_with_exit_3_and_the_champion_stays(projec
     assert champion(project) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "refused" in out
-    client, runs = promote_runs(project)
+    _, runs = promote_runs(project)
     decision = runs[0]
     assert decision.data.tags["ownlm.gate.decision"] == "refused"
     # both sides measured in that one run
