@@ -31,7 +31,6 @@ from pipeline.tracking import Tracker
 from pipeline.tracking.registry import CHAMPION, Registry, Version
 
 CHECKS_FILE = "checks.jsonl"
-ACTIONS = ("none", "retrained", "promoted", "refused", "alert")
 
 
 def monitor_dir(layout: Layout) -> Path:
@@ -137,8 +136,9 @@ def finish(cfg: Config, layout: Layout, record: dict, state: MonitorState, seen:
     tags = {"ownlm.monitor.action": record["action"], "ownlm.champion_version": str(record["champion"])}
     with tracker.run(f"monitor cycle {state.cycles}", stage="monitor", tags=tags, log_config=False):
         tracker.log_metrics(record["metrics"], step=state.cycles)
+        # The champion's loss on the new data beside its reference loss: the evaluation on new data.
         drift_figures = {f"drift/{k}": float(v) for k, v in (record["drift"] or {}).items()
-                         if k in ("ks_statistic", "p_value", "psi", "alarm")}
+                         if k in ("ks_statistic", "p_value", "psi", "alarm", "reference_mean", "current_mean")}
         tracker.log_metrics({**drift_figures, "monitor/new_docs": record["new_docs"],
                              "monitor/regressions": len(record["regressions"]),
                              "monitor/alert": float(record["alert"])}, step=state.cycles)
