@@ -47,8 +47,10 @@ def register_checkpoint(cfg: Config, layout: Layout, checkpoint: Path, tracker: 
 
 
 def register_and_promote(ctx: Context) -> dict:
-    """`ownlm run`: register the trained model as the challenger and take it through the gate."""
-    version = register_checkpoint(ctx.cfg, ctx.layout, ctx.layout.model, ctx.tracker, alias=CHALLENGER)
+    """`ownlm run`: register the trained model as the challenger (or `tracking.register_alias`) and take
+    it through the gate."""
+    version = register_checkpoint(ctx.cfg, ctx.layout, ctx.layout.model, ctx.tracker,
+                                  alias=ctx.cfg.tracking.register_alias or CHALLENGER)
     decision = promote(ctx.cfg, ctx.layout, version, tracker=ctx.tracker)
     summary = {"registry/version": version.number, "registry/promoted": int(decision.promoted),
                "decision": decision.to_dict()}
