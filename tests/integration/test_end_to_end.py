@@ -84,6 +84,6 @@ def test_mlflow_has_a_parent_run_with_a_nested_run_per_stage(first_run):
 def test_rerun_skips_unchanged_stages_and_from_forces_the_rest(first_run):
     cfg, _ = first_run
     assert run_pipeline(cfg)["ran"] == []
-    assert run_pipeline(cfg, from_stage="eval")["ran"] == ["eval", "generate"]
+    assert run_pipeline(cfg, from_stage="eval")["ran"] == ["eval", "generate", "register"]
     changed = load_config("debug", ["generate.max_new_tokens=8"], root=str(cfg.root))
     assert run_pipeline(changed)["ran"] == ["generate"]
