@@ -49,7 +49,7 @@ def write_history(checks_path: Path, folder: Path) -> list[Path]:
     cols = min(3, max(1, len(names)))
     rows = max(1, -(-len(names) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         for version in sorted({v for _, _, v in data[name]}):
             points = [(x, y) for x, y, v in data[name] if v == version]
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"v{version}")

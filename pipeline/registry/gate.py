@@ -66,4 +66,4 @@ def table(rows: list[Row]) -> str:
     body = [("metric", "champion", "candidate", "rule", "result")]
     body += [(r.metric, num(r.champion), num(r.candidate), r.rule, "pass" if r.passed else "FAIL") for r in rows]
     widths = [max(len(line[i]) for line in body) for i in range(5)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in body)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in body)

@@ -79,7 +79,7 @@ def test_register_records_lineage_and_the_checkpoint_loads_back(project):
 
     a, _ = load_model(local)
     b, _ = load_model(project["good"])
-    for (ka, ta), (kb, tb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, ta), (kb, tb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(ta, tb)
     assert resolve_checkpoint(cfg, f"models:/{NAME}/1") == local  # by number: the same cached folder
 
