@@ -14,9 +14,13 @@ CHECKPOINT_ARTIFACT = "checkpoint"
 """The artifact key (and folder under the model's `artifacts/`) that holds the checkpoint."""
 
 
+PARAMS = {"max_new_tokens": 32, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+"""Sampling settings a caller may pass to `predict(..., params=...)`, with their defaults (greedy).
+`top_k` 0 and `top_p` 1.0 mean no cut (MLflow's params schema has no None)."""
+
+
 class CheckpointModel(mlflow.pyfunc.PythonModel):
-    """predict(prompts) -> completions, sampled with the checkpoint's defaults (greedy unless
-    `params` say otherwise: max_new_tokens, temperature, top_k, top_p, seed)."""
+    """predict(prompts) -> completions, greedy unless `params` say otherwise (PARAMS)."""
 
     def load_context(self, context) -> None:
         from model.checkpoint import load_model, load_tokenizer
@@ -28,9 +32,18 @@ class CheckpointModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         from model.generate import generate_text
 
-        prompts = _prompts(model_input)
-        sampling = SamplingParams(**{"max_new_tokens": 32, "temperature": 0.0, **(params or {})})
-        return [generate_text(self.model, self.tokenizer, p, sampling) for p in prompts]
+        p = {**PARAMS, **(params or {})}
+        sampling = SamplingParams(max_new_tokens=int(p["max_new_tokens"]), temperature=float(p["temperature"]),
+                                  top_k=int(p["top_k"]) or None, top_p=float(p["top_p"]) if p["top_p"] < 1 else None,
+                                  seed=int(p["seed"]))
+        return [generate_text(self.model, self.tokenizer, prompt, sampling) for prompt in _prompts(model_input)]
+
+
+def signature():
+    """Prompts in, completions out, and the sampling params: what `predict` accepts."""
+    from mlflow.models import infer_signature
+
+    return infer_signature(model_input=["def "], model_output=["return x"], params=PARAMS)
 
 
 def _prompts(model_input) -> list[str]:

@@ -151,7 +151,7 @@ class Registry:
         """A new version of the checkpoint folder, logged as a pyfunc model in the active run."""
         import mlflow
 
-        from pipeline.tracking.pyfunc import CHECKPOINT_ARTIFACT, CheckpointModel
+        from pipeline.tracking.pyfunc import CHECKPOINT_ARTIFACT, CheckpointModel, signature
 
         if mlflow.active_run() is None:
             raise RuntimeError("Registry.register needs an active run (open one with Tracker.run)")
@@ -161,7 +161,7 @@ class Registry:
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=CheckpointModel(),
                 artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), "config": str(folder / "config.yaml")},
-                pip_requirements=PIP_REQUIREMENTS)
+                pip_requirements=PIP_REQUIREMENTS, signature=signature())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})

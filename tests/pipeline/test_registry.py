@@ -93,6 +93,22 @@ def test_the_first_version_becomes_champion(project, capsys):
     assert "challenger" not in v.aliases and v.tags["ownlm.promote_run_id"]
 
 
+def test_a_version_is_an_mlflow_model_that_loads_offline_and_generates_as_ownlm_does(project):
+    import mlflow.pyfunc
+
+    from model.checkpoint import load_model, load_tokenizer
+    from model.generate import generate_text
+    from model.sampling import SamplingParams
+    from pipeline.config import load_config
+
+    cfg = load_config("debug", root=str(project["root"]))
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    model, _ = load_model(project["good"])
+    expected = generate_text(model, load_tokenizer(project["good"]), "def ", SamplingParams(max_new_tokens=8))
+    assert loaded.predict(["def "], params={"max_new_tokens": 8}) == [expected]
+
+
 def test_generate_and_eval_load_the_champion_by_uri(project, capsys, tmp_path):
     from pipeline.config import load_config
     from pipeline.evaluate import evaluate_checkpoint
@@ -145,6 +161,8 @@ def test_a_better_challenger_is_promoted(project):
     (["promote", "--version", "1", "--set", "gate.rules={eval/nope/acc: {min: 0.5}}"],
      "no configured evaluation reports: eval/nope/acc"),
     (["monitor", "--once", "--watch", "/nonexistent/inbox"], "/nonexistent/inbox does not exist"),
+    (["monitor", "--once", "--every", "5m"], "one of --once, --every INTERVAL, --report"),
+    (["monitor", "--every", "soon"], "--every soon"),
 ])
 def test_bad_input_is_one_line_exit_2_and_moves_nothing(project, capsys, argv, message):
     before = [(v.number, v.aliases) for v in registry(project).versions()]
