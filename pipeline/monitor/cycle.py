@@ -49,13 +49,7 @@ def promotion_files(registry: Registry, champion: Version, folder: Path) -> tupl
     run_id = champion.tags.get("ownlm.promote_run_id")
     if not run_id:
         return None, None
-    out = []
-    for name in (GATE_FILE, REFERENCE_FILE):
-        try:
-            out.append(json.loads(registry.download_run_file(run_id, name, folder).read_text()))
-        except Exception:  # noqa: BLE001 (an MLflow error of any kind: that file is absent)
-            out.append(None)
-    return out[0], out[1]
+    return registry.run_json(run_id, GATE_FILE, folder), registry.run_json(run_id, REFERENCE_FILE, folder)
 
 
 def run_cycle(cfg: Config, layout: Layout) -> dict:

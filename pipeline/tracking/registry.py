@@ -204,13 +204,21 @@ class Registry:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
 
-    def download_run_file(self, run_id: str, path: str, dst: Path) -> Path:
-        """One artifact file of a run (a promotion's drift reference), into the folder dst."""
+    def run_json(self, run_id: str, path: str, dst: Path) -> dict | None:
+        """A JSON artifact of a run (a promotion's decision or drift reference), downloaded into the
+        folder dst; None when the run has no such file."""
+        import json
+
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         dst.mkdir(parents=True, exist_ok=True)
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst),
-                                                        tracking_uri=self.cfg.tracking_uri))
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst),
+                                                        tracking_uri=self.cfg.tracking_uri)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(local).read_text())
 
 
 def _checkpoint_in(model_dir: Path) -> Path:
