@@ -19,14 +19,17 @@ from pipeline.commands.cluster_tools import SUBMIT
 from pipeline.commands.command import Command, Invocation
 from pipeline.commands.eval_tools import ARENA, CONVERSATIONS, HUMANEVAL, LM_EVAL
 from pipeline.commands.model_tools import CHAT, EMBED, EXPORT, IMPORT
+from pipeline.commands.monitor_tools import MONITOR
+from pipeline.commands.registry_tools import PROMOTE
 from pipeline.commands.stage_commands import CONFIG, RUN, STAGE_COMMANDS
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stages import layout_for
 from pipeline.tracking import git_commit
+from pipeline.tracking.registry import resolve_checkpoint
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    RUN, *STAGE_COMMANDS, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS, ARENA, SUBMIT,
+    RUN, *STAGE_COMMANDS, PROMOTE, MONITOR, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS, ARENA, SUBMIT,
 )}
 
 
@@ -79,7 +82,9 @@ def load(command: Command, args: argparse.Namespace) -> Config:
 
 def invocation(command: Command, args: argparse.Namespace) -> Invocation:
     cfg = load(command, args)
-    paths = {f.location: f.given(args) for f in command.flags if isinstance(f, PathFlag) and f.given(args)}
+    # A checkpoint flag may name a registered version (models:/NAME@ALIAS): resolved here, once, for every command.
+    paths = {f.location: resolve_checkpoint(cfg, f.given(args)) for f in command.flags
+             if isinstance(f, PathFlag) and f.given(args)}
     explicit = bool(paths) or any(f.given(args) is not None for f in command.flags
                                   if isinstance(f, ConfigFlag) and f.explicit)
     return Invocation(command, args, cfg, layout_for(cfg.root).with_paths(**paths), explicit, check_command_line)

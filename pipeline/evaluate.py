@@ -126,7 +126,7 @@ STAGE = Stage(
     sections=("eval",),
     locations=(Location("eval", "eval", "evaluation results, the generated sample, HumanEval and conversation runs"),),
     outputs=(("eval", "results.json"),),
-    flags=(PathFlag("--model", "model", "checkpoint folder"),
+    flags=(PathFlag("--model", "model", "checkpoint folder, or models:/NAME@ALIAS, models:/NAME/VERSION"),
            PathFlag("--data", "tokens", "packed tokens folder for perplexity"),
            PathFlag("--output", "eval", "folder for results.json"),
            ConfigFlag("--tasks", "eval.tasks", type=comma_list,

@@ -71,7 +71,8 @@ STAGE = Stage(
     upstream=("train",),
     sections=("generate",),
     outputs=(("eval", "sample.txt"),),
-    flags=(PathFlag("--model", "model", "checkpoint folder (default: <root>/model)", metavar="CKPT"),
+    flags=(PathFlag("--model", "model", "checkpoint folder, or models:/NAME@ALIAS, models:/NAME/VERSION "
+                    "(default: <root>/model)", metavar="CKPT"),
            ConfigFlag("--prompt", "generate.prompt", help="prompt text (default: generate.prompt)", metavar="PROMPT",
                       explicit=True)),
     direct=stream_completion,

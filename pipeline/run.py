@@ -13,11 +13,11 @@ import json
 import time
 from pathlib import Path
 
-from model.atomic import write_text
 from model.errors import UsageError
 from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.raysession import ensure_ray
+from pipeline.records import StageRecords
 from pipeline.stage import Context, Stage
 from pipeline.stages import BY_NAME, NAMES, STAGES, layout_for
 from pipeline.tracking import Tracker, ui_command
@@ -25,26 +25,6 @@ from pipeline.tracking import Tracker, ui_command
 
 def hash_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class StageRecords:
-    """`<root>/state/<stage>.json`: what a finished stage was run with, and its summary."""
-
-    def __init__(self, layout: Layout):
-        self.dir = layout.state
-
-    def path(self, stage: str) -> Path:
-        return self.dir / f"{stage}.json"
-
-    def read(self, stage: str) -> dict | None:
-        p = self.path(stage)
-        return json.loads(p.read_text()) if p.is_file() else None
-
-    def write(self, stage: str, record: dict) -> None:
-        write_text(self.path(stage), json.dumps(record, indent=2, default=str))
-
-    def clear(self, stage: str) -> None:
-        self.path(stage).unlink(missing_ok=True)
 
 
 def fingerprint(stage: Stage, ctx: Context, records: StageRecords) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline import evaluate, generate
 from pipeline.curate import stage as curate
 from pipeline.layout import Layout, Location
+from pipeline.registry import stage as register
 from pipeline.sample import stage as sample
 from pipeline.stage import Stage
 from pipeline.tokenize import pack, tokenizer
@@ -26,6 +27,7 @@ STAGES: tuple[Stage, ...] = (
     train.STAGE,
     evaluate.STAGE,
     generate.STAGE,
+    register.STAGE,
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}

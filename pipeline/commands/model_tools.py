@@ -16,9 +16,11 @@ from model.tokenizer import chat_prompt
 from pipeline.commands.command import Command, Invocation
 from pipeline.generate import print_stream
 from pipeline.options import ConfigFlag, PathFlag
+from pipeline.tracking.registry import resolve_checkpoint
 
 DTYPES = ("float32", "bfloat16", "float16")
-MODEL = PathFlag("--model", "model", "checkpoint folder (default: <root>/model)", metavar="CKPT")
+MODEL = PathFlag("--model", "model", "checkpoint folder, or models:/NAME@ALIAS, models:/NAME/VERSION "
+                 "(default: <root>/model)", metavar="CKPT")
 SAMPLING = (
     ConfigFlag("--max-new-tokens", "generate.max_new_tokens", type=int,
                help="longest reply in tokens (default: generate.max_new_tokens)"),
@@ -135,7 +137,7 @@ def export_command(inv: Invocation) -> int:
     from model.hf import export_hf  # torch
 
     args = inv.args
-    out = export_hf(args.checkpoint, args.output, dtype=_dtype(args.dtype))
+    out = export_hf(resolve_checkpoint(inv.cfg, args.checkpoint), args.output, dtype=_dtype(args.dtype))
     print(f"ownlm: exported {args.checkpoint} as a Hugging Face Llama to {out}\n"
           f"    load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
@@ -175,7 +177,8 @@ def _chat_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="ownlm checkpoint folder")
+    p.add_argument("checkpoint", metavar="CKPT", help="ownlm checkpoint folder, or models:/NAME@ALIAS or "
+                                                      "models:/NAME/VERSION")
     p.add_argument("--format", choices=["hf"], default="hf", help="hf: Hugging Face Llama (the only one)")
     p.add_argument("--output", metavar="DIR", required=True, help="folder to write (replaced if it exists)")
     p.add_argument("--dtype", choices=DTYPES, help="weights' dtype in the export (default: as stored)")

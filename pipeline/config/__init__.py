@@ -10,6 +10,7 @@ ones the rest of the project imports:
     curate.py    curate: every curation step and its thresholds
     tokens.py    tokenizer, tokenize
     model.py     model: a preset and its overrides
+    monitor.py   gate, monitor: the promotion rules, what `ownlm monitor` watches and does
     train.py     train
     evaluate.py  eval, generate (sampling settings, as model.sampling.SamplingParams)
     root.py      Config: one field per section
@@ -22,6 +23,7 @@ from pipeline.config.evaluate import EvalConfig, GenerateConfig
 from pipeline.config.load import DEFAULT_PRESET, PRESET_DIR, apply_override, dump_config, load_config
 from pipeline.config.load import preset_path, set_key, validate_config
 from pipeline.config.model import ModelSection
+from pipeline.config.monitor import GateConfig, GateRule, MonitorConfig
 from pipeline.config.root import Config
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
@@ -31,5 +33,6 @@ __all__ = [
     "ConfigError", "Section", "flatten", "CurateConfig", "SOURCE_FORMATS", "DataConfig", "SourceConfig",
     "EvalConfig", "GenerateConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
-    "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig",
+    "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig", "GateConfig", "GateRule",
+    "MonitorConfig",
 ]

@@ -11,6 +11,7 @@ from pipeline.config.curate import CurateConfig
 from pipeline.config.data import DataConfig
 from pipeline.config.evaluate import EvalConfig, GenerateConfig
 from pipeline.config.model import ModelSection
+from pipeline.config.monitor import GateConfig, MonitorConfig
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
@@ -28,6 +29,8 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @property
     def root(self) -> Path:
@@ -36,6 +39,11 @@ class Config(Section):
     @property
     def tracking_uri(self) -> str:
         return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def model_name(self) -> str:
+        """The MLflow registered model every version of this project's model goes under."""
+        return self.tracking.model_name or self.tracking.experiment
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys to values, for MLflow params."""

@@ -19,6 +19,11 @@ class TrackingConfig(Section):
     """MLflow tracking URI; None means `sqlite:///<root>/mlflow.db` (no server needed)."""
     experiment: str = "ownlm"
     """One experiment per project."""
+    model_name: str | None = None
+    """The MLflow registered model (`ownlm register`, aliases `champion` and `challenger`); None: the
+    experiment's name."""
+    register_alias: str | None = None
+    """An alias `ownlm register` gives the version it registers (`--alias challenger`)."""
 
 
 class ClusterConfig(Section):

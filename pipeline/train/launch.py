@@ -37,6 +37,8 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
                          f"{tokenizer_path}: rerun `ownlm tokenize`")
     # The masked family's objective needs <|mask|>'s id: the model config (and so the checkpoint) carries it.
     mcfg = replace(cfg.model.build(vocab_size=tok.vocab_size), mask_id=tok.mask_id)
+    if cfg.train.init_from:
+        mcfg = initial_weights_config(Path(cfg.train.init_from), tok)
     if mcfg.family == "masked" and mcfg.mask_id is None:
         raise TrainError(f"{tokenizer_path} has no <|mask|> token, which the masked family needs: retrain the "
                          f"tokenizer (`ownlm tokenizer --force`) and re-tokenize")
@@ -47,7 +49,22 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
                     tokenizer_path=str(tokenizer_path), tracking_uri=cfg.tracking_uri if cfg.tracking.enabled
                     else None, run_id=run_id,
                     metadata={"preset": cfg.model.preset, "tokenizer_fingerprint": tok.fingerprint},
-                    source_weights={s.name: s.weight for s in cfg.data.sources if s.weight != 1.0})
+                    source_weights={s.name: s.weight for s in cfg.data.sources if s.weight != 1.0},
+                    init_from=str(Path(cfg.train.init_from).resolve()) if cfg.train.init_from else None)
+
+
+def initial_weights_config(path: Path, tok: Tokenizer):
+    """The model config of the checkpoint a run starts from (`train.init_from`), checked against the
+    tokens' tokenizer: continuing on another tokenizer's ids would train on noise."""
+    from model.checkpoint import load_config, read_metadata  # torch
+
+    if not (path / "config.json").is_file():
+        raise TrainError(f"train.init_from: no checkpoint at {path} (config.json missing)")
+    theirs = read_metadata(path).get("tokenizer_fingerprint")
+    if theirs and theirs != tok.fingerprint:
+        raise TrainError(f"train.init_from: {path} was trained with another tokenizer than the tokens' one: "
+                         "tokenize with the checkpoint's own tokenizer")
+    return load_config(path)
 
 
 def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path, run_name: str,

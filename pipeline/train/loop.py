@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.checkpoint import load_model
 from model.config import ModelConfig, flops_per_token
 from model.objectives import loss_terms, training_loss
 from model.transformer import Transformer
@@ -50,6 +51,8 @@ class TrainJob:
     metadata: dict = field(default_factory=dict)
     source_weights: dict = field(default_factory=dict)
     """Mixture weight per source name (`data.sources[].weight`), applied by the loader."""
+    init_from: str | None = None
+    """A checkpoint folder whose weights replace the random initial ones (`train.init_from`)."""
 
 
 @dataclass
@@ -112,7 +115,7 @@ class Trainer:
         # --- model: the same initial weights on every worker, then wrapped for the strategy
         torch.manual_seed(tc.seed)
         self.dtype = parallel.compute_dtype(tc.mixed_precision, device)
-        self.model = parallel.parallelize(Transformer(self.mcfg), strategy=tc.strategy, device=device,
+        self.model = parallel.parallelize(initial_model(self.mcfg, job.init_from), strategy=tc.strategy, device=device,
                                           world=world, dtype=self.dtype, compile=tc.compile,
                                           cpu_offload=tc.cpu_offload)
         self.optimizer = build_optimizer(self.model, lr=tc.lr, weight_decay=tc.weight_decay,
@@ -296,6 +299,15 @@ class Trainer:
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
+
+
+def initial_model(mcfg: ModelConfig, init_from: str | None) -> Transformer:
+    """The model before its first step: random (seeded), or a checkpoint's weights (continued
+    pretraining). A resumed run's checkpoint replaces either afterwards."""
+    if init_from is None:
+        return Transformer(mcfg)
+    model, _ = load_model(init_from)
+    return model.train()
 
 
 def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int, device,

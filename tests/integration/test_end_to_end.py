@@ -34,6 +34,15 @@ def test_every_stage_runs_and_leaves_its_outputs(first_run):
     assert 0.0 <= metrics["eval/ownlm_pyfacts/acc"] <= 1.0
     assert (root / "eval" / "sample.txt").read_text().startswith(cfg.generate.prompt)
     assert result["mlflow_ui"] == f"mlflow ui --backend-store-uri sqlite:///{root / 'mlflow.db'}"
+    # the trained model is registered with its lineage and, the first version, promoted through the gate
+    from pipeline.tracking.registry import Registry
+
+    registry = Registry(cfg)
+    (version,) = registry.versions()
+    assert version.aliases == ("champion",)
+    assert version.tags["ownlm.lineage.tokens"] == json.loads((root / "state" / "tokenize.json").read_text())[
+        "fingerprint"]
+    assert version.tags["ownlm.train_parent_run_id"] != "unknown"
 
 
 def test_mlflow_has_a_parent_run_with_a_nested_run_per_stage(first_run):
@@ -75,6 +84,6 @@ def test_mlflow_has_a_parent_run_with_a_nested_run_per_stage(first_run):
 def test_rerun_skips_unchanged_stages_and_from_forces_the_rest(first_run):
     cfg, _ = first_run
     assert run_pipeline(cfg)["ran"] == []
-    assert run_pipeline(cfg, from_stage="eval")["ran"] == ["eval", "generate"]
+    assert run_pipeline(cfg, from_stage="eval")["ran"] == ["eval", "generate", "register"]
     changed = load_config("debug", ["generate.max_new_tokens=8"], root=str(cfg.root))
     assert run_pipeline(changed)["ran"] == ["generate"]
