@@ -6,6 +6,7 @@ and results.json, best.yaml and tune.png in `<tune>/`.
 """
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -68,15 +69,23 @@ def run_search(ctx: Context) -> dict:
     else:
         for old in (experiment, search_root / f"{name}-trials"):  # a search of this config starts over
             shutil.rmtree(old, ignore_errors=True)
-        tuner = tune.Tuner(trainable, param_space=space.param_space(space.distributions(cfg)),
+        optuna = cfg.tune.search == "optuna"
+        tuner = tune.Tuner(trainable, param_space=space.param_space(space.distributions(cfg), grid_as_choice=optuna),
                            tune_config=tune_config(cfg, at_once),
                            run_config=tune.RunConfig(name=name, storage_path=str(search_root), verbose=0,
                                                      callbacks=[progress]))
     print(f"[tune] {trials} trial(s), {at_once} at a time ({why}); scheduler {cfg.tune.scheduler}, search "
           f"{cfg.tune.search}, {budget(cfg)} steps each, ranked by {cfg.tune.metric} ({cfg.tune.mode})", flush=True)
     start = time.perf_counter()
+    # Tune's own tables and banners would bury the progress lines; the legacy reporter at
+    # verbose=0 prints nothing (a value the user sets wins).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     grid = tuner.fit()
     seconds = time.perf_counter() - start
+    unfinished = [t.trial_id for t in grid._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
+    if unfinished:  # interrupted (Ctrl-C, SIGTERM): Tune saved the experiment's state
+        raise TuneError(f"tune: the search was interrupted with {len(unfinished)} trial(s) unfinished; "
+                        f"`ownlm tune --resume` continues it")
     records = [record_of(r, cfg.tune.metric, cfg.tune.mode, budget(cfg)) for r in grid]
     records.sort(key=lambda r: r.trial_id)
     best = best_of(records, cfg.tune.mode)
@@ -91,8 +100,10 @@ def run_search(ctx: Context) -> dict:
 def tune_config(cfg: Config, at_once: int):
     t = cfg.tune
     random.seed(t.seed)  # PBT draws its exploit sources and perturbations from `random`
-    return tune.TuneConfig(metric=t.metric, mode=t.mode, num_samples=t.num_samples, max_concurrent_trials=at_once,
-                           scheduler=scheduler(cfg), search_alg=search_algorithm(cfg),
+    # With Optuna the grid is a choice (space.ray_domain), drawn as often as a grid would run it.
+    samples = space.trial_count(cfg) if t.search == "optuna" else t.num_samples
+    return tune.TuneConfig(metric=t.metric, mode=t.mode, num_samples=samples,
+                           scheduler=scheduler(cfg), search_alg=search_algorithm(cfg, at_once),
                            trial_dirname_creator=lambda trial: trial.trial_id, reuse_actors=False)
 
 
@@ -116,18 +127,21 @@ def scheduler(cfg: Config):
     return FIFOScheduler()
 
 
-def search_algorithm(cfg: Config):
+def search_algorithm(cfg: Config, at_once: int):
+    """Random search (Tune's variant generator, seeded), or Optuna's TPE behind a concurrency limit.
+    Both take the trials-at-once limit themselves: Tune ignores TuneConfig's for a generator."""
+    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if cfg.tune.search == "random":
-        return BasicVariantGenerator(random_state=cfg.tune.seed)
+        return BasicVariantGenerator(max_concurrent=at_once, random_state=cfg.tune.seed)
     try:
         import optuna  # noqa: F401
     except ImportError as e:
         raise MissingPackage("tune.search optuna needs Optuna: pip install 'ownlm[tune]'") from e
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(seed=cfg.tune.seed)
+    return ConcurrencyLimiter(OptunaSearch(seed=cfg.tune.seed), max_concurrent=at_once)
 
 
 def close_trial_runs(setup: TrialSetup, records, best) -> None:

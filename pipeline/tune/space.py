@@ -26,7 +26,9 @@ def distributions(cfg: Config) -> list[Distribution]:
     return dists
 
 
-def ray_domain(dist: Distribution):
+def ray_domain(dist: Distribution, grid_as_choice: bool = False):
+    """The Ray Tune domain of a distribution. A search algorithm (Optuna) cannot take Tune's grid:
+    there the grid's values are a choice it picks from (grid_as_choice)."""
     from ray import tune
 
     low, high = (dist.args + (None, None))[:2]
@@ -36,13 +38,13 @@ def ray_domain(dist: Distribution):
         return tune.loguniform(low, high)
     if dist.kind == "randint":
         return tune.randint(int(low), int(high) + 1)  # ours includes the high bound, Ray's does not
-    if dist.kind == "choice":
+    if dist.kind == "choice" or grid_as_choice:
         return tune.choice(list(dist.args))
     return tune.grid_search(list(dist.args))
 
 
-def param_space(dists: list[Distribution]) -> dict[str, Any]:
-    return {d.key: ray_domain(d) for d in dists}
+def param_space(dists: list[Distribution], grid_as_choice: bool = False) -> dict[str, Any]:
+    return {d.key: ray_domain(d, grid_as_choice) for d in dists}
 
 
 def mutations(dists: list[Distribution]) -> dict[str, Any]:
