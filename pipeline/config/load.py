@@ -17,7 +17,7 @@ from model.config import PRESETS, ModelConfig
 from pipeline.config.base import ConfigError
 from pipeline.config.root import Config
 from pipeline.config.train import TrainConfig
-from pipeline.config.tune import FIXED_TRAIN_KEYS, Distribution, kind_problem, parse_space
+from pipeline.config.tune import FIXED_TRAIN_KEYS, kind_problem, parse_space
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_PRESET = "quickstart"
@@ -210,12 +210,17 @@ def search_space_problems(cfg: Config) -> list[str]:
     """Every problem of `tune.search_space`, each naming its key: a malformed distribution, a key
     that cannot be searched, a distribution the key's type cannot take, and every value a trial
     could get (the bounds of a range, each listed value) that the config would refuse, checked by
-    validating the trial's config (with the trial budget, tune.max_steps) like a user's own."""
+    validating the trial's config (with the trial budget, tune.max_steps) like a user's own. A
+    problem of the trial config itself that no searched value avoids is told once."""
     dists, problems = parse_space(cfg.tune.search_space)
+    if not dists:
+        return problems
     base = cfg.model_dump(mode="json")
     base["tune"] = {}  # the trial's config searches nothing itself
     if cfg.tune.max_steps is not None:
         base["train"]["max_steps"] = cfg.tune.max_steps
+    common = _refused(base)
+    checked = []
     for dist in dists:
         where = f"tune.search_space.{dist.key}"
         value_type, problem = _searchable(dist.key)
@@ -223,20 +228,25 @@ def search_space_problems(cfg: Config) -> list[str]:
         if problem:
             problems.append(f"{where}: {problem}")
             continue
-        problems += _value_problems(dist, base, where)
+        for value in dist.values:
+            raw = copy.deepcopy(base)
+            set_key(raw, dist.key, value)
+            refused = _refused(raw)
+            checked.append(refused)
+            problems += [f"{where}: {dist.kind} value {value!r} would give a bad trial config: {p}" for p in refused
+                         if p not in common]
+    where = "tune.max_steps" if cfg.tune.max_steps is not None else "tune"
+    problems += [f"{where}: every trial's config would be refused: {p}" for p in common
+                 if checked and all(p in refused for refused in checked)]
     return problems
 
 
-def _value_problems(dist: Distribution, base: dict, where: str) -> list[str]:
-    out = []
-    for value in dist.values:
-        raw = copy.deepcopy(base)
-        set_key(raw, dist.key, value)
-        try:
-            validate_config(raw)
-        except ConfigError as e:
-            out += [f"{where}: {dist.kind} value {value!r} would give a bad trial config: {p}" for p in e.problems]
-    return out
+def _refused(raw: dict) -> list[str]:
+    try:
+        validate_config(raw)
+    except ConfigError as e:
+        return e.problems
+    return []
 
 
 def _searchable(key: str) -> tuple[str, str | None]:

@@ -43,6 +43,9 @@ class TrainCheckpointPBT(PopulationBasedTraining):
             logger.info("[pbt] no Train checkpoint yet in the upper quantile: trial %s goes on", trial.trial_id)
             return
         self._exploit(tune_controller, trial, random.choice(sources))
+        # PBT's exploit hands the trial the source's Tune checkpoint (None here) to restore from;
+        # with none the trial restarts from scratch, and its config carries the Train checkpoint.
+        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = None
 
     def _get_new_config(self, trial, trial_to_clone):
         config, operations = super()._get_new_config(trial, trial_to_clone)
