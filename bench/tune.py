@@ -25,12 +25,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
 
 
 def search(scheduler: str, args, tokens: Path, work: Path) -> dict:
@@ -69,8 +69,8 @@ def main() -> None:
     args = p.parse_args()
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    from pipeline.raysession import require_token_auth
     from pipeline.config import load_config
+    from pipeline.raysession import require_token_auth
 
     require_token_auth(load_config(None))
     import ray

@@ -6,6 +6,7 @@ and results.json, best.yaml and tune.png in `<tune>/`.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -21,7 +22,14 @@ from pipeline.stage import Context
 from pipeline.tracking import ChildRuns
 from pipeline.tune import concurrency, space
 from pipeline.tune.plot import plot
-from pipeline.tune.results import FAILED, FINISHED, best_of, record_of, table, write_outputs
+from pipeline.tune.results import (
+    FAILED,
+    FINISHED,
+    best_of,
+    record_of,
+    table,
+    write_outputs,
+)
 from pipeline.tune.trial import TrialSetup, run_trial
 
 
@@ -135,10 +143,8 @@ def search_algorithm(cfg: Config, at_once: int):
 
     if cfg.tune.search == "random":
         return BasicVariantGenerator(max_concurrent=at_once, random_state=cfg.tune.seed)
-    try:
-        import optuna  # noqa: F401
-    except ImportError as e:
-        raise MissingPackage("tune.search optuna needs Optuna: pip install 'ownlm[tune]'") from e
+    if importlib.util.find_spec("optuna") is None:
+        raise MissingPackage("tune.search optuna needs Optuna: pip install 'ownlm[tune]'")
     from ray.tune.search.optuna import OptunaSearch
 
     return ConcurrencyLimiter(OptunaSearch(seed=cfg.tune.seed), max_concurrent=at_once)

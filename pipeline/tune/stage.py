@@ -4,7 +4,9 @@ In `ownlm run` only when `tune.enabled` (between tokenize and train, which then 
 best trial's config); `ownlm tune` runs it on its own."""
 from __future__ import annotations
 
-from model.errors import UsageError
+import importlib.util
+
+from model.errors import MissingPackage, UsageError
 from pipeline.layout import Location
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stage import Context, Stage
@@ -17,6 +19,9 @@ def tune(ctx: Context) -> dict:
 
 
 def check(ctx: Context) -> None:
+    """Before Ray starts: a space to search, and Optuna when the config asks for it."""
+    if ctx.cfg.tune.search == "optuna" and importlib.util.find_spec("optuna") is None:
+        raise MissingPackage("tune.search optuna needs Optuna: pip install 'ownlm[tune]' (or tune.search: random)")
     if not ctx.cfg.tune.search_space:
         raise UsageError("tune.search_space is empty: name the keys to search, such as "
                          "--set 'tune.search_space={train.lr: {loguniform: [1.0e-4, 3.0e-2]}}' (docs/tuning.md)")

@@ -10,7 +10,15 @@ from pipeline.config import ConfigError, TrainConfig, load_config
 from pipeline.stage import Context
 from pipeline.tracking import Tracker
 from pipeline.tune import concurrency, space
-from pipeline.tune.results import FAILED, FINISHED, STOPPED, TrialRecord, best_config, best_of, table
+from pipeline.tune.results import (
+    FAILED,
+    FINISHED,
+    STOPPED,
+    TrialRecord,
+    best_config,
+    best_of,
+    table,
+)
 
 GOOD_SPACE = ("tune.search_space={train.lr: {loguniform: [1.0e-4, 3.0e-2]}, train.batch_size: {choice: [8, 16]}, "
               "train.warmup_steps: {randint: [0, 50]}, model.preset: {choice: [debug, tiny]}, "
@@ -73,8 +81,8 @@ def test_a_bad_space_lists_every_problem_naming_each_key():
 def test_sampled_values_are_checked_against_the_trial_budget():
     # warmup up to 50 is fine for the default 300 steps but not for a 20-step trial budget
     load_config(None, ["tune.search_space={train.warmup_steps: {randint: [0, 50]}}"])
-    load_config(None, ["tune.max_steps=20", "tune.search_space={train.warmup_steps: {randint: [0, 10]}, "
-                       "train.lr: {choice: [0.01, 0.02]}}"])  # the default warmup (30) is never used: fine
+    load_config(None, ["tune.max_steps=20", ("tune.search_space={train.warmup_steps: {randint: [0, 10]}, "
+                                             "train.lr: {choice: [0.01, 0.02]}}")])  # warmup 30 is never used: fine
     (only,) = problems("tune.max_steps=20", "tune.search_space={train.warmup_steps: {randint: [0, 50]}}")
     assert only.endswith("train.warmup_steps (50) must be below train.max_steps (20)")
     # a problem no searched value avoids is told once, not once per value
@@ -99,12 +107,12 @@ def test_resume_is_a_way_to_run_not_part_of_the_config():
 
 @pytest.mark.parametrize("cluster, train, requested, expect", [
     # the tests' 4 logical CPUs: the 4th trial's driver would take CPU its worker needs
-    ({"CPU": 4}, dict(num_workers=1), None, (3, "CPU 4 / 1.01 per trial")),
-    ({"CPU": 4}, dict(num_workers=2), None, (1, "CPU 4 / 2.01 per trial")),  # 2 x 2.01 > 4: one at a time
-    ({"CPU": 2}, dict(num_workers=1), None, (1, "CPU 2 / 1.01 per trial")),  # a 2-core laptop
-    ({"CPU": 64, "GPU": 4}, dict(num_workers=2, use_gpu=True), None, (2, "GPU 4 / 2 per trial")),
-    ({"CPU": 64}, dict(num_workers=2), 3, (3, "tune.max_concurrent_trials")),
-    ({"CPU": 8}, dict(num_workers=2), 10, (3, "CPU 8 / 2.01 per trial")),  # more than fits is lowered
+    ({"CPU": 4}, {"num_workers": 1}, None, (3, "CPU 4 / 1.01 per trial")),
+    ({"CPU": 4}, {"num_workers": 2}, None, (1, "CPU 4 / 2.01 per trial")),  # 2 x 2.01 > 4: one at a time
+    ({"CPU": 2}, {"num_workers": 1}, None, (1, "CPU 2 / 1.01 per trial")),  # a 2-core laptop
+    ({"CPU": 64, "GPU": 4}, {"num_workers": 2, "use_gpu": True}, None, (2, "GPU 4 / 2 per trial")),
+    ({"CPU": 64}, {"num_workers": 2}, 3, (3, "tune.max_concurrent_trials")),
+    ({"CPU": 8}, {"num_workers": 2}, 10, (3, "CPU 8 / 2.01 per trial")),  # more than fits is lowered
 ])
 def test_trials_at_once_always_leave_each_running_trial_its_workers(cluster, train, requested, expect):
     tc = TrainConfig(**train)
