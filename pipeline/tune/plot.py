@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from pipeline.tune.results import FAILED, TrialRecord
@@ -47,6 +48,8 @@ def plot(records: list[TrialRecord], metric: str, path: Path, best_id: str | Non
     for ax in axes[panels:]:
         ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    partial = path.with_name(path.name + ".partial")  # no reader sees half a file
+    fig.savefig(partial, dpi=90, format="png")
     plt.close(fig)
+    os.replace(partial, path)
     return path
