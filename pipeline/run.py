@@ -30,8 +30,11 @@ def hash_json(obj) -> str:
 def fingerprint(stage: Stage, ctx: Context, records: StageRecords) -> str:
     cfg = ctx.cfg
     parts = {"stage": stage.name, "sections": {s: getattr(cfg, s).model_dump(mode="json") for s in stage.sections}}
-    # Paths under the root are part of the fingerprint only through the upstream stages.
-    parts["upstream"] = {u: (records.read(u) or {}).get("fingerprint") for u in stage.upstream}
+    # Paths under the root are part of the fingerprint only through the upstream stages. An
+    # upstream stage that this config leaves out of `ownlm run` (`Stage.enabled`) counts as absent,
+    # so a record it left from an earlier config does not change this stage's fingerprint.
+    parts["upstream"] = {u: (records.read(u) or {}).get("fingerprint") if BY_NAME[u].enabled(cfg) else None
+                         for u in stage.upstream}
     if stage.fingerprint_inputs is not None:
         parts.update(stage.fingerprint_inputs(ctx))
     return hash_json(parts)

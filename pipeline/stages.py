@@ -18,12 +18,14 @@ from pipeline.sample import stage as sample
 from pipeline.stage import Stage
 from pipeline.tokenize import pack, tokenizer
 from pipeline.train import stage as train
+from pipeline.tune import stage as tune
 
 STAGES: tuple[Stage, ...] = (
     sample.STAGE,
     curate.STAGE,
     tokenizer.STAGE,
     pack.STAGE,
+    tune.STAGE,
     train.STAGE,
     evaluate.STAGE,
     generate.STAGE,

@@ -12,6 +12,7 @@ ones the rest of the project imports:
     model.py     model: a preset and its overrides
     monitor.py   gate, monitor: the promotion rules, what `ownlm monitor` watches and does
     train.py     train
+    tune.py      tune: the hyperparameter search and its search space
     evaluate.py  eval, generate (sampling settings, as model.sampling.SamplingParams)
     root.py      Config: one field per section
     load.py      load_config: YAML + --set + typed flag values + --root, every problem in one error
@@ -28,11 +29,12 @@ from pipeline.config.root import Config
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
+from pipeline.config.tune import Distribution, TuneConfig, parse_space
 
 __all__ = [
     "ConfigError", "Section", "flatten", "CurateConfig", "SOURCE_FORMATS", "DataConfig", "SourceConfig",
     "EvalConfig", "GenerateConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
     "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig", "GateConfig", "GateRule",
-    "MonitorConfig",
+    "MonitorConfig", "Distribution", "TuneConfig", "parse_space",
 ]

@@ -5,6 +5,7 @@ key and what is allowed, so a user fixes them all in one go instead of one per r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from model.config import PRESETS, ModelConfig
 from pipeline.config.base import ConfigError
 from pipeline.config.root import Config
+from pipeline.config.train import TrainConfig
+from pipeline.config.tune import FIXED_TRAIN_KEYS, kind_problem, parse_space
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_PRESET = "quickstart"
@@ -87,6 +90,8 @@ def validate_config(raw: dict, source: str = "config") -> Config:
     except ValidationError as e:
         problems += _describe(e)
     problems += _cross_checks(_valid_sections(raw, cfg))
+    if cfg is not None:  # the space is checked against a config that is valid on its own
+        problems += search_space_problems(cfg)
     if problems:
         raise ConfigError(problems, source=source)
     return cfg
@@ -196,6 +201,85 @@ def _cross_checks(sections: dict[str, BaseModel]) -> list[str]:
         if train.use_gpu and train.cpus_per_worker < 1:
             problems.append("train.cpus_per_worker must be at least 1 with use_gpu")
     return problems
+
+
+# ---------------------------------------------------------------- the search space of `tune`
+
+
+def search_space_problems(cfg: Config) -> list[str]:
+    """Every problem of `tune.search_space`, each naming its key: a malformed distribution, a key
+    that cannot be searched, a distribution the key's type cannot take, and every value a trial
+    could get (the bounds of a range, each listed value) that the config would refuse, checked by
+    validating the trial's config (with the trial budget, tune.max_steps) like a user's own. A
+    problem of the trial config itself that no searched value avoids is told once."""
+    dists, problems = parse_space(cfg.tune.search_space)
+    if not dists:
+        return problems
+    base = cfg.model_dump(mode="json")
+    base["tune"] = {}  # the trial's config searches nothing itself
+    if cfg.tune.max_steps is not None:
+        base["train"]["max_steps"] = cfg.tune.max_steps
+    common = _refused(base)
+    checked = []
+    for dist in dists:
+        where = f"tune.search_space.{dist.key}"
+        value_type, problem = _searchable(dist.key)
+        problem = problem or kind_problem(dist, value_type)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        for value in dist.values:
+            raw = copy.deepcopy(base)
+            set_key(raw, dist.key, value)
+            refused = _refused(raw)
+            checked.append(refused)
+            problems += [f"{where}: {dist.kind} value {value!r} would give a bad trial config: {p}" for p in refused
+                         if p not in common]
+    where = "tune.max_steps" if cfg.tune.max_steps is not None else "tune"
+    problems += [f"{where}: every trial's config would be refused: {p}" for p in common
+                 if checked and all(p in refused for refused in checked)]
+    return problems
+
+
+def _refused(raw: dict) -> list[str]:
+    try:
+        validate_config(raw)
+    except ConfigError as e:
+        return e.problems
+    return []
+
+
+def _searchable(key: str) -> tuple[str, str | None]:
+    """(the type of the key's values, why the key cannot be searched or None)."""
+    section, _, name = key.partition(".")
+    if section == "train" and name in TrainConfig.model_fields:
+        if name in FIXED_TRAIN_KEYS:
+            return "", (f"a trial's resources are fixed for the whole search (they size how many trials run at "
+                        f"once): set train.{name} instead of searching it")
+        return _value_type(str(TrainConfig.model_fields[name].annotation)), None
+    if section == "train":
+        return "", f"unknown key; train keys: {', '.join(TrainConfig.model_fields)}"
+    if section == "model" and name == "preset":
+        return "str", None
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    if section == "model" and name == "vocab_size":
+        return "", "the vocabulary size comes from the tokenizer: search tokenizer settings in a new tokenize run"
+    if section == "model" and name in fields:
+        return _value_type(str(fields[name].type)), None
+    if section == "model":
+        return "", f"unknown key; model keys: preset, {', '.join(sorted(set(fields) - {'vocab_size'}))}"
+    return "", "only keys of the train and model sections can be searched (train.lr, model.preset, ...)"
+
+
+def _value_type(annotation: str) -> str:
+    """int, float, bool, str or other, from a field's annotation (a type or its source text)."""
+    text = annotation.replace("typing.", "")
+    if "dict" in text or "list" in text or "tuple" in text:
+        return "other"
+    for word in ("Literal", "float", "bool", "int", "str"):
+        if word in text:
+            return "str" if word == "Literal" else word
+    return "other"
 
 
 def dump_config(cfg: Config) -> str:

@@ -15,6 +15,7 @@ from pipeline.config.monitor import GateConfig, MonitorConfig
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
+from pipeline.config.tune import TuneConfig
 
 
 class Config(Section):
@@ -27,6 +28,7 @@ class Config(Section):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

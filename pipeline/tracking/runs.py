@@ -141,3 +141,58 @@ class RemoteMetricLogger:
 def _param(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+class ChildRuns:
+    """Nested runs under an existing parent, opened from any process (a Tune trial's driver) and
+    found again by a key tag (a resumed trial keeps logging to its run instead of opening another)."""
+
+    KEY_TAG = "ownlm.child"
+
+    def __init__(self, uri: str | None, parent_run_id: str | None):
+        self.client, self.parent = None, parent_run_id
+        if uri and parent_run_id:
+            from mlflow import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=uri)
+
+    def open(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str | None:
+        """The run id of the parent's child tagged `key`, created (with params and tags) if none is."""
+        if self.client is None:
+            return None
+        found = self.find(key)
+        if found:
+            self.client.update_run(found, status="RUNNING")
+            return found
+        experiment = self.client.get_run(self.parent).info.experiment_id
+        all_tags = {"mlflow.parentRunId": self.parent, "mlflow.runName": name, self.KEY_TAG: key, **tags}
+        commit = git_commit()
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        run_id = self.client.create_run(experiment, run_name=name, tags=all_tags).info.run_id
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in params.items()])
+        return run_id
+
+    def find(self, key: str) -> str | None:
+        if self.client is None:
+            return None
+        experiment = self.client.get_run(self.parent).info.experiment_id
+        runs = self.client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent}' "
+                                                                   f"and tags.`{self.KEY_TAG}` = '{key}'")
+        return runs[0].info.run_id if runs else None
+
+    def close(self, key: str, status: str, tags: dict[str, Any] | None = None,
+              metrics: dict[str, float] | None = None) -> None:
+        """End the child tagged `key` (status FINISHED, FAILED or KILLED), with final tags and metrics."""
+        run_id = self.find(key)
+        if run_id is None:
+            return
+        for k, v in (tags or {}).items():
+            self.client.set_tag(run_id, k, str(v))
+        clean = {clean_metric_name(k): float(v) for k, v in (metrics or {}).items()
+                 if isinstance(v, (int, float)) and math.isfinite(v)}
+        for k, v in clean.items():
+            self.client.log_metric(run_id, k, v)
+        self.client.set_terminated(run_id, status=status)

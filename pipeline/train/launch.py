@@ -77,22 +77,39 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
     latest checkpoint. Within a run, Ray Train restarts failed workers from the last checkpoint
     (`train.max_failures`). `fresh` deletes the run's earlier checkpoints first (a forced rerun).
     """
-    from ray.train import TrainingFailedError
-    from ray.train.torch import TorchTrainer
-
     job = build_job(cfg, tokens_dir, run_id)
-    storage = cfg.train.storage_path or str(storage_dir)
-    if "://" not in storage:  # a local folder (Ray Train wants it absolute)
-        storage = str(Path(storage).expanduser().resolve())
+    storage = storage_root(cfg, storage_dir)
     if fresh:
         delete_run(storage, run_name)
     log_path = failure_log_path(storage, storage_dir, run_name)
-    trainer = TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job),
-                           scaling_config=scaling_config(cfg.train),
-                           run_config=run_config(cfg.train, run_name, storage, log_path))
+    result = fit(trainer_for(cfg, job, storage, run_name, log_path), cfg, storage, run_name, log_path)
+    return finish(result, cfg.train.final_checkpoint, output_dir, where=f"run {run_name} in {storage}")
+
+
+def storage_root(cfg: Config, storage_dir: Path) -> str:
+    """Ray Train's storage path: train.storage_path, else storage_dir (made absolute, as Ray wants)."""
+    storage = cfg.train.storage_path or str(storage_dir)
+    if "://" not in storage:  # a local folder
+        storage = str(Path(storage).expanduser().resolve())
+    return storage
+
+
+def trainer_for(cfg: Config, job: TrainJob, storage: str, run_name: str, log_path: Path, callbacks=()):
+    """The TorchTrainer of `ownlm train`; `callbacks` are more Ray Train callbacks (a Tune trial's
+    TuneReportCallback)."""
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job), scaling_config=scaling_config(cfg.train),
+                        run_config=run_config(cfg.train, run_name, storage, log_path, callbacks))
+
+
+def fit(trainer, cfg: Config, storage: str, run_name: str, log_path: Path):
+    """trainer.fit(); a failed run raises TrainError in one line, its errors in full in log_path."""
+    from ray.train import TrainingFailedError
+
     where = f"run {run_name} in {storage}"
     try:
-        result = trainer.fit()
+        return trainer.fit()
     except TrainingFailedError as e:
         # The error holds every rank's error and traceback (~35 lines for one lost worker): they go
         # to the log file (the controller wrote the workers' there already), the message is one line.
@@ -101,7 +118,6 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
         raise TrainError(failures.summary(e, max_failures=cfg.train.max_failures, where=where, log_path=log_path,
                                           resume_step=failures.last_checkpoint_step(run_path(storage, run_name))
                                           )) from e
-    return finish(result, cfg.train.final_checkpoint, output_dir, where=where)
 
 
 def run_path(storage: str, run_name: str) -> str:
@@ -128,9 +144,7 @@ def delete_run(storage: str, run_name: str) -> None:
 def finish(result, which: str, output_dir: Path, where: str = "the run") -> dict:
     """From a finished run's `ray.train.Result`: raise on a non-finite stop, export the chosen
     checkpoint to output_dir, and return the metrics (rank 0's last, plus `final/*`)."""
-    summary = result.return_value or {}
-    if summary.get("stopped") == STOP_NON_FINITE:
-        raise TrainError(summary["error"])
+    summary = raise_if_diverged(result)
     chosen = choose_checkpoint(result, which)
     if chosen is None:
         raise TrainError(f"training finished without a checkpoint ({where})")
@@ -145,6 +159,14 @@ def finish(result, which: str, output_dir: Path, where: str = "the run") -> dict
     return metrics
 
 
+def raise_if_diverged(result) -> dict:
+    """rank 0's summary of a finished run; a run stopped by a non-finite loss raises its message."""
+    summary = result.return_value or {}
+    if summary.get("stopped") == STOP_NON_FINITE:
+        raise TrainError(summary["error"])
+    return summary
+
+
 def scaling_config(tc: TrainConfig):
     from ray.train import ScalingConfig
 
@@ -153,13 +175,13 @@ def scaling_config(tc: TrainConfig):
                          placement_strategy=tc.placement_strategy)
 
 
-def run_config(tc: TrainConfig, run_name: str, storage: str, log_path: Path):
+def run_config(tc: TrainConfig, run_name: str, storage: str, log_path: Path, callbacks=()):
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
 
     return RunConfig(
         name=run_name, storage_path=storage,
         # One line per worker failure on the console, the full errors in log_path (failures.py).
-        callbacks=[failures.FailureLog(log_path, tc.max_failures, run_path(storage, run_name))],
+        callbacks=[failures.FailureLog(log_path, tc.max_failures, run_path(storage, run_name)), *callbacks],
         # Keep the best checkpoints by validation loss (every checkpoint report carries one);
         # Ray Train always keeps the latest too, which is what a restart resumes from.
         checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints, checkpoint_score_attribute="val/loss",

@@ -53,6 +53,9 @@ class TrainJob:
     """Mixture weight per source name (`data.sources[].weight`), applied by the loader."""
     init_from: str | None = None
     """A checkpoint folder whose weights replace the random initial ones (`train.init_from`)."""
+    init_checkpoint: str | None = None
+    """A checkpoint folder to start from (weights, optimizer, progress) when Ray Train has none of
+    its own: a Tune trial exploited by population-based training starts from the better trial's."""
 
 
 @dataclass
@@ -142,6 +145,7 @@ class Trainer:
         # --- resume where Ray Train's last checkpoint left off (after a failure, or a rerun by name)
         self.progress = Progress()
         with session.resume_dir() as ckpt_dir:
+            ckpt_dir = ckpt_dir or (Path(job.init_checkpoint) if job.init_checkpoint else None)
             if ckpt_dir is not None:
                 state = checkpoints.load(ckpt_dir, self.model, self.optimizer, rank=rank, device=device)
                 self.progress = Progress.from_dict(state)

@@ -1,0 +1,204 @@
+"""`ownlm tune`: the Ray Tune search over Ray Train trials, its scheduler, resume and outputs.
+
+Layout: Tune's experiment lives in `<tune_runs>/<experiment>` (named by the stage fingerprint),
+the trials' Train runs in `<tune_runs>/<experiment>-trials/<experiment>-<trial>-g<generation>`,
+and results.json, best.yaml and tune.png in `<tune>/`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from model.errors import MissingInput, MissingPackage, UserError
+from pipeline.config import Config
+from pipeline.stage import Context
+from pipeline.tracking import ChildRuns
+from pipeline.tune import concurrency, space
+from pipeline.tune.plot import plot
+from pipeline.tune.results import (
+    FAILED,
+    FINISHED,
+    best_of,
+    record_of,
+    table,
+    write_outputs,
+)
+from pipeline.tune.trial import TrialSetup, run_trial
+
+
+class TuneError(UserError, RuntimeError):
+    """A search that cannot start or in which no trial finished: told in one line."""
+
+
+def experiment_name(fingerprint: str) -> str:
+    return "search-" + fingerprint[:12]
+
+
+def budget(cfg: Config) -> int:
+    return cfg.tune.max_steps or cfg.train.max_steps
+
+
+def run_search(ctx: Context) -> dict:
+    cfg, layout = ctx.cfg, ctx.layout
+    name = experiment_name(ctx.fingerprint)
+    search_root = Path(layout.tune_runs).resolve()
+    experiment = search_root / name
+    trials = space.trial_count(cfg)
+    try:
+        at_once, why = concurrency.max_concurrent(ray.cluster_resources(), cfg.train, cfg.tune.max_concurrent_trials,
+                                                  trials)
+    except ValueError as e:
+        raise TuneError(f"tune: {e}") from e
+    train_storage = (f"{cfg.train.storage_path.rstrip('/')}/tune/{name}-trials" if cfg.train.storage_path
+                     else str(search_root / f"{name}-trials"))
+    setup = TrialSetup(raw=space.trial_raw(cfg), tokens_dir=str(Path(layout.tokens).resolve()), storage=train_storage,
+                       local_dir=str(search_root), experiment=name,
+                       tracking_uri=cfg.tracking_uri if cfg.tracking.enabled else None,
+                       parent_run_id=ctx.tracker.run_id, checkpoint_every_report=cfg.tune.scheduler == "pbt")
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
+                                    {"CPU": concurrency.DRIVER_CPUS})
+    progress = ProgressLines(cfg.tune.metric, trials, budget(cfg))
+    resuming = cfg.tune.resume and not ctx.forced
+    if resuming:
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise MissingInput(f"--resume: no interrupted search of this config in {experiment}; run `ownlm tune` "
+                               f"without --resume to start one")
+        print(f"[tune] resuming {name}: finished trials are kept, unfinished ones continue from their last "
+              f"checkpoint (the scheduler starts afresh: Tune does not save its state)", flush=True)
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        for old in (experiment, search_root / f"{name}-trials"):  # a search of this config starts over
+            shutil.rmtree(old, ignore_errors=True)
+        optuna = cfg.tune.search == "optuna"
+        tuner = tune.Tuner(trainable, param_space=space.param_space(space.distributions(cfg), grid_as_choice=optuna),
+                           tune_config=tune_config(cfg, at_once),
+                           run_config=tune.RunConfig(name=name, storage_path=str(search_root), verbose=0,
+                                                     callbacks=[progress]))
+    print(f"[tune] {trials} trial(s), {at_once} at a time ({why}); scheduler {cfg.tune.scheduler}, search "
+          f"{cfg.tune.search}, {budget(cfg)} steps each, ranked by {cfg.tune.metric} ({cfg.tune.mode})", flush=True)
+    start = time.perf_counter()
+    # Tune's own tables and banners would bury the progress lines; the legacy reporter at
+    # verbose=0 prints nothing (a value the user sets wins).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    grid = tuner.fit()
+    seconds = time.perf_counter() - start
+    unfinished = [t.trial_id for t in grid._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
+    if unfinished:  # interrupted (Ctrl-C, SIGTERM): Tune saved the experiment's state
+        raise TuneError(f"tune: the search was interrupted with {len(unfinished)} trial(s) unfinished; "
+                        f"`ownlm tune --resume` continues it")
+    records = [record_of(r, cfg.tune.metric, cfg.tune.mode, budget(cfg)) for r in grid]
+    records.sort(key=lambda r: r.trial_id)
+    best = best_of(records, cfg.tune.mode)
+    close_trial_runs(setup, records, best)
+    print("\n" + table(records, cfg.tune.metric, best.trial_id if best else None), flush=True)
+    if best is None:
+        raise TuneError(f"tune: none of the {len(records)} trial(s) finished with a {cfg.tune.metric}; the table "
+                        f"above gives each one's reason")
+    return publish(ctx, records, best, seconds)
+
+
+def tune_config(cfg: Config, at_once: int):
+    t = cfg.tune
+    random.seed(t.seed)  # PBT draws its exploit sources and perturbations from `random`
+    # With Optuna the grid is a choice (space.ray_domain), drawn as often as a grid would run it.
+    samples = space.trial_count(cfg) if t.search == "optuna" else t.num_samples
+    return tune.TuneConfig(metric=t.metric, mode=t.mode, num_samples=samples,
+                           scheduler=scheduler(cfg), search_alg=search_algorithm(cfg, at_once),
+                           trial_dirname_creator=lambda trial: trial.trial_id, reuse_actors=False)
+
+
+def scheduler(cfg: Config):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    t = cfg.tune
+    if t.scheduler == "asha":
+        # One report per validation; max_t bounds the rungs (a run validates at most once a step).
+        return ASHAScheduler(time_attr="training_iteration", max_t=max(budget(cfg), t.grace_period),
+                             grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+    if t.scheduler == "pbt":
+        from pipeline.tune.pbt import TrainCheckpointPBT
+
+        mutations = space.mutations(space.distributions(cfg))
+        if not mutations:
+            raise TuneError("tune.scheduler pbt perturbs the sampled keys: give tune.search_space at least one "
+                            "key that is not a grid")
+        return TrainCheckpointPBT(time_attr="step", perturbation_interval=t.perturbation_interval *
+                                  cfg.train.eval_every, hyperparam_mutations=mutations, quantile_fraction=0.5)
+    return FIFOScheduler()
+
+
+def search_algorithm(cfg: Config, at_once: int):
+    """Random search (Tune's variant generator, seeded), or Optuna's TPE behind a concurrency limit.
+    Both take the trials-at-once limit themselves: Tune ignores TuneConfig's for a generator."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    if cfg.tune.search == "random":
+        return BasicVariantGenerator(max_concurrent=at_once, random_state=cfg.tune.seed)
+    if importlib.util.find_spec("optuna") is None:
+        raise MissingPackage("tune.search optuna needs Optuna: pip install 'ownlm[tune]'")
+    from ray.tune.search.optuna import OptunaSearch
+
+    return ConcurrencyLimiter(OptunaSearch(seed=cfg.tune.seed), max_concurrent=at_once)
+
+
+def close_trial_runs(setup: TrialSetup, records, best) -> None:
+    """Each trial's MLflow run ends with its status; the best one is tagged."""
+    runs = ChildRuns(setup.tracking_uri, setup.parent_run_id)
+    for r in records:
+        status = {FINISHED: "FINISHED", FAILED: "FAILED"}.get(r.status, "KILLED")
+        runs.close(r.trial_id, status, tags={"ownlm.trial_status": r.status, "ownlm.best": best is not None
+                                             and r.trial_id == best.trial_id, **({"ownlm.error": r.error}
+                                                                                 if r.error else {})},
+                   metrics={"tune/best_metric": r.metric} if r.metric is not None else None)
+
+
+def publish(ctx: Context, records, best, seconds: float) -> dict:
+    cfg, folder = ctx.cfg, Path(ctx.layout.tune)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_outputs(folder, cfg, records, best)
+    plot(records, cfg.tune.metric, folder / "tune.png", best.trial_id)
+    for name in ("results.json", "best.yaml", "tune.png"):
+        ctx.tracker.log_artifact(folder / name)
+    ctx.tracker.set_tags({"ownlm.best_trial": best.trial_id})
+    print(f"\n[tune] best trial {best.trial_id}: {cfg.tune.metric} {best.metric:.4f} with "
+          + ", ".join(f"{k}={v}" for k, v in sorted(best.config.items()))
+          + f"; its config is {folder / 'best.yaml'}", flush=True)
+    counts = {s: sum(r.status == s for r in records) for s in ("finished", "stopped", "failed")}
+    return {"tune/best_metric": best.metric, "tune/trials": len(records),
+            "tune/trial_steps": sum(r.steps for r in records), "tune/seconds": round(seconds, 1),
+            **{f"tune/{s}": n for s, n in counts.items()}, "best_trial": best.trial_id}
+
+
+class ProgressLines(tune.Callback):
+    """One line per trial that ends, while the search runs."""
+
+    def __init__(self, metric: str, total: int, steps: int):
+        self.metric, self.total, self.steps, self.done = metric, total, steps, 0
+
+    def _line(self, trial, how: str) -> None:
+        self.done += 1
+        last = trial.last_result or {}
+        value = last.get(self.metric)
+        what = f"{self.metric} {value:.4f}" if isinstance(value, float) else f"no {self.metric}"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(space.sampled(trial.config).items()))
+        print(f"[tune] trial {trial.trial_id} {how} ({self.done}/{self.total} ended): {what} at step "
+              f"{last.get('step', 0)}; {params}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line(trial, FINISHED if (trial.last_result or {}).get("step", 0) >= self.steps else "stopped")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, FAILED)
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

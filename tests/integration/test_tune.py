@@ -1,0 +1,164 @@
+"""Ray Tune end to end on the tests' shared Ray instance: every trial a Ray Train run of the debug
+model on tiny data. One ASHA search (4 trials, two learning rates far too high) serves several
+assertions; PBT runs 2 trials; an interrupted search resumes without rerunning finished trials."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import cli
+from tests.pipeline.test_train_loop import SEQ_LEN, write_packed_tokens
+
+pytestmark = pytest.mark.integration
+
+GOOD_LRS, BAD_LRS = (3.0e-3, 1.0e-2), (30.0, 100.0)
+# Two trials at a time: the good learning rates come first in the grid, so ASHA's first rung holds
+# their values when the bad ones report.
+COMMON = ["model.preset=debug", f"tokenize.seq_len={SEQ_LEN}", "train.num_workers=1", "train.batch_size=8",
+          "train.warmup_steps=2", "train.eval_every=10", "train.eval_batches=2", "train.log_every=10",
+          "train.checkpoint_every=1000", "tune.num_samples=1", "tune.max_concurrent_trials=2"]
+
+
+@pytest.fixture(scope="module")
+def tokens(ray_session, tmp_path_factory):
+    return write_packed_tokens(tmp_path_factory.mktemp("tune-tok"))
+
+
+def tune_args(root: Path, tokens: Path, *sets: str) -> list[str]:
+    argv = ["tune", "--root", str(root), "--data", str(tokens), "--set", "tracking.enabled=true",
+            "--set", f"tracking.uri=sqlite:///{root}/mlflow.db"]
+    for s in (*COMMON, *sets):
+        argv += ["--set", s]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def asha(tokens, tmp_path_factory):
+    root = tmp_path_factory.mktemp("asha")
+    lrs = ", ".join(str(x) for x in GOOD_LRS + BAD_LRS)
+    argv = tune_args(root, tokens, "tune.max_steps=60", "tune.scheduler=asha",
+                     f"tune.search_space={{train.lr: {{grid: [{lrs}]}}}}")
+    assert cli.main(argv) == 0
+    results = json.loads((root / "tune" / "results.json").read_text())
+    return root, results, {t["config"]["train.lr"]: t for t in results["trials"]}
+
+
+def test_asha_stops_the_bad_learning_rates_early_and_the_best_trial_wins(asha):
+    _, results, by_lr = asha
+    assert len(results["trials"]) == 4
+    best = min((t for t in results["trials"] if t["metric"] is not None), key=lambda t: t["metric"])
+    assert results["best_trial"] == best["trial_id"] and best["config"]["train.lr"] in GOOD_LRS
+    assert best["status"] == "finished" and best["steps"] == 60
+    for lr in BAD_LRS:  # stopped at a rung or failed on a non-finite loss: either way far fewer steps
+        assert by_lr[lr]["steps"] < best["steps"], by_lr[lr]
+        assert by_lr[lr]["status"] in ("stopped", "failed")
+    for t in results["trials"]:
+        assert set(t) >= {"trial_id", "config", "metric", "iterations", "steps", "status", "checkpoint"}
+        assert t["iterations"] == len(t["curve"]) >= 1
+
+
+def test_best_yaml_is_a_config_that_ownlm_config_and_train_accept(asha, capsys):
+    root, results, _ = asha
+    best_yaml = root / "tune" / "best.yaml"
+    capsys.readouterr()
+    assert cli.main(["config", "--config", str(best_yaml)]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["lr"] == results["best_config"]["train.lr"]
+    assert printed["tune"]["enabled"] is False  # `ownlm run --config best.yaml` trains it, no new search
+    assert printed["train"]["max_steps"] == 300  # the final budget is train.max_steps, not the trials' 60
+    assert (root / "tune" / "tune.png").stat().st_size > 10_000
+
+
+def test_mlflow_holds_the_search_and_one_nested_run_per_trial(asha):
+    from mlflow import MlflowClient
+
+    root, results, _ = asha
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = next(r for r in runs if r.data.tags.get("ownlm.stage") == "tune")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["ownlm.trial_id"] for r in children) == sorted(t["trial_id"] for t in results["trials"])
+    assert parent.data.tags["ownlm.best_trial"] == results["best_trial"]
+    best = next(r for r in children if r.data.tags["ownlm.trial_id"] == results["best_trial"])
+    assert best.data.tags["ownlm.best"] == "True" and best.info.status == "FINISHED"
+    assert float(best.data.params["train.lr"]) == results["best_config"]["train.lr"]
+    curve = client.get_metric_history(best.info.run_id, "val/loss")
+    assert max(m.step for m in curve) == 60 and len(curve) >= 3
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"results.json", "best.yaml", "tune.png"} <= artifacts
+
+
+def test_population_based_training_exploits_through_the_train_checkpoint(tokens, tmp_path, capsys):
+    # lr 1e-5 barely learns; at the first perturbation it copies the other trial's checkpoint.
+    argv = tune_args(tmp_path, tokens, "tune.max_steps=40", "tune.scheduler=pbt", "tune.perturbation_interval=2",
+                     "tune.search_space={train.lr: {grid: [1.0e-2, 1.0e-5]}, train.warmup_steps: {randint: [1, 3]}}")
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "tune" / "results.json").read_text())
+    exploits = [line for line in out.splitlines() if line.startswith("[tune] PBT: trial")]
+    assert exploits, out[-3000:]
+    target = exploits[0].split()[3]
+    trial = next(t for t in results["trials"] if t["trial_id"] == target)
+    assert trial["status"] == "finished" and trial["steps"] == 40
+    # After the exploit it continued from the other trial's checkpoint, not from step 0: its MLflow
+    # run (one per trial, both generations) logged the first window (step 10) once, and reached the
+    # end of the budget. (Its first generation may log one window past the exploit's report, as
+    # reports reach Tune asynchronously, so a later step can appear twice.)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = next(r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+               if r.data.tags.get("ownlm.trial_id") == target)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert steps.count(10) == 1 and max(steps) == 40, steps
+    runs = sorted(p.name for p in (tmp_path / "tune-runs").glob("*-trials/*") if target in p.name)
+    assert any(name.endswith("-g1") for name in runs), runs
+
+
+def interrupt_when_a_trial_is_done(search_root: Path, timeout: float = 300) -> threading.Thread:
+    """Send this process SIGUSR1 (Tune's stop signal, as Ctrl-C is) once a trial has finished."""
+    def watch():
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for result in search_root.glob("search-*/*/result.json"):
+                if any(json.loads(line).get("done") for line in result.read_text().splitlines() if line.strip()):
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_interrupted_search_resumes_without_rerunning_finished_trials(tokens, tmp_path, capsys):
+    argv = tune_args(tmp_path, tokens, "tune.max_steps=20", "tune.scheduler=fifo", "tune.max_concurrent_trials=1",
+                     "tune.search_space={train.lr: {grid: [3.0e-3, 1.0e-2, 2.0e-2]}}")
+    watcher = interrupt_when_a_trial_is_done(tmp_path / "tune-runs")
+    assert cli.main(argv) == 1  # interrupted: no results yet, the message says how to continue
+    watcher.join()
+    assert "ownlm tune --resume" in capsys.readouterr().err
+    assert not (tmp_path / "tune" / "results.json").exists()
+    done_before = {}
+    for result in (tmp_path / "tune-runs").glob("search-*/*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if rows and rows[-1].get("done"):
+            done_before[result.parent.name] = (len(rows), rows[-1]["step"])
+    assert done_before
+
+    assert cli.main(argv + ["--resume"]) == 0
+    assert "[tune] resuming" in capsys.readouterr().out
+    results = json.loads((tmp_path / "tune" / "results.json").read_text())
+    assert len(results["trials"]) == 3 and all(t["status"] == "finished" for t in results["trials"])
+    by_id = {t["trial_id"]: t for t in results["trials"]}
+    for trial_id, (reports, step) in done_before.items():  # kept as they were, not run again
+        assert (by_id[trial_id]["iterations"], by_id[trial_id]["steps"]) == (reports, step)
+        runs = list((tmp_path / "tune-runs").glob(f"search-*-trials/*-{trial_id}-g0"))
+        assert len(runs) == 1
