@@ -90,10 +90,10 @@ def run_search(ctx: Context) -> dict:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     grid = tuner.fit()
     seconds = time.perf_counter() - start
-    unfinished = [t.trial_id for t in grid._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
-    if unfinished:  # interrupted (Ctrl-C, SIGTERM): Tune saved the experiment's state
-        raise TuneError(f"tune: the search was interrupted with {len(unfinished)} trial(s) unfinished; "
-                        f"`ownlm tune --resume` continues it")
+    ended = [t for t in grid._experiment_analysis.trials if t.status in ("TERMINATED", "ERROR")]
+    if len(ended) < trials:  # interrupted (Ctrl-C, SIGUSR1): Tune saved the experiment's state
+        raise TuneError(f"tune: the search was interrupted with {trials - len(ended)} of {trials} trial(s) "
+                        f"unfinished; `ownlm tune --resume` continues it")
     records = [record_of(r, cfg.tune.metric, cfg.tune.mode, budget(cfg)) for r in grid]
     records.sort(key=lambda r: r.trial_id)
     best = best_of(records, cfg.tune.mode)
