@@ -123,12 +123,15 @@ def test_population_based_training_exploits_through_the_train_checkpoint(tokens,
 
 
 def interrupt_when_a_trial_is_done(search_root: Path, timeout: float = 600) -> threading.Thread:
-    """Send this process SIGUSR1 (Tune's stop signal, as Ctrl-C is) once a trial has finished: with
-    one trial at a time, that is when the second trial's folder appears."""
+    """Send this process SIGUSR1 (Tune's stop signal, as Ctrl-C is) once a trial has finished and the
+    next one has reported (one trial at a time)."""
     def watch():
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if len([p for p in search_root.glob("search-*/*_0000*") if p.is_dir()]) >= 2:
+            reports = {r.parent.name: [json.loads(line) for line in r.read_text().splitlines() if line.strip()]
+                       for r in search_root.glob("search-*/*/result.json")}
+            finished = [t for t, rows in reports.items() if rows and rows[-1].get("step") == 20]
+            if finished and any(rows for t, rows in reports.items() if t not in finished):
                 os.kill(os.getpid(), signal.SIGUSR1)
                 return
             time.sleep(0.2)
