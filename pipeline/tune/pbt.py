@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
+from pathlib import Path
 
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.schedulers import PopulationBasedTraining
@@ -22,9 +24,14 @@ logger = logging.getLogger(__name__)
 
 
 class TrainCheckpointPBT(PopulationBasedTraining):
-    def __init__(self, **kwargs):
+    def __init__(self, exploit_dir: str, **kwargs):
+        """exploit_dir: a folder every trial reaches, where an exploited checkpoint is copied (the
+        source's Train run deletes its older checkpoints as it goes: train.keep_checkpoints)."""
         super().__init__(**kwargs)
+        self.exploit_dir = Path(exploit_dir)
         self._train_checkpoints: dict[str, str] = {}
+        self._next: tuple[str, int] = ("", 0)
+        """(copied checkpoint, generation) of the exploit in progress, for _get_new_config."""
         self.exploits: list[tuple[str, str, str]] = []
         """(target trial, source trial, checkpoint path) of every exploit, in order."""
 
@@ -42,17 +49,25 @@ class TrainCheckpointPBT(PopulationBasedTraining):
         if not sources:
             logger.info("[pbt] no Train checkpoint yet in the upper quantile: trial %s goes on", trial.trial_id)
             return
-        self._exploit(tune_controller, trial, random.choice(sources))
+        source = random.choice(sources)
+        generation = int(trial.config.get(GENERATION, 0)) + 1
+        target = self.exploit_dir / f"{trial.trial_id}-g{generation}"
+        shutil.rmtree(target, ignore_errors=True)
+        try:  # the source's run may have deleted that checkpoint already (it keeps the best few)
+            shutil.copytree(self._train_checkpoints[source.trial_id], target)
+        except OSError as e:
+            logger.info("[pbt] checkpoint of trial %s gone (%s): trial %s goes on", source.trial_id, e, trial.trial_id)
+            return
+        self._next = (str(target), generation)
+        self._exploit(tune_controller, trial, source)
         # PBT's exploit hands the trial the source's Tune checkpoint (None here) to restore from;
         # with none the trial restarts from scratch, and its config carries the Train checkpoint.
         trial.run_metadata.checkpoint_manager._latest_checkpoint_result = None
 
     def _get_new_config(self, trial, trial_to_clone):
         config, operations = super()._get_new_config(trial, trial_to_clone)
-        path = self._train_checkpoints[trial_to_clone.trial_id]
-        config[INIT_CHECKPOINT] = path
-        config[GENERATION] = int(trial.config.get(GENERATION, 0)) + 1
-        self.exploits.append((trial.trial_id, trial_to_clone.trial_id, path))
+        config[INIT_CHECKPOINT], config[GENERATION] = self._next
+        self.exploits.append((trial.trial_id, trial_to_clone.trial_id, self._next[0]))
         print(f"[tune] PBT: trial {trial.trial_id} continues from trial {trial_to_clone.trial_id}'s checkpoint "
-              f"{path}", flush=True)
+              f"(copied to {self._next[0]})", flush=True)
         return config, operations

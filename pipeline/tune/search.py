@@ -79,7 +79,7 @@ def run_search(ctx: Context) -> dict:
             shutil.rmtree(old, ignore_errors=True)
         optuna = cfg.tune.search == "optuna"
         tuner = tune.Tuner(trainable, param_space=space.param_space(space.distributions(cfg), grid_as_choice=optuna),
-                           tune_config=tune_config(cfg, at_once),
+                           tune_config=tune_config(cfg, at_once, train_storage),
                            run_config=tune.RunConfig(name=name, storage_path=str(search_root), verbose=0,
                                                      callbacks=[progress]))
     print(f"[tune] {trials} trial(s), {at_once} at a time ({why}); scheduler {cfg.tune.scheduler}, search "
@@ -90,10 +90,10 @@ def run_search(ctx: Context) -> dict:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     grid = tuner.fit()
     seconds = time.perf_counter() - start
-    unfinished = [t.trial_id for t in grid._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
-    if unfinished:  # interrupted (Ctrl-C, SIGTERM): Tune saved the experiment's state
-        raise TuneError(f"tune: the search was interrupted with {len(unfinished)} trial(s) unfinished; "
-                        f"`ownlm tune --resume` continues it")
+    ended = [t for t in grid._experiment_analysis.trials if t.status in ("TERMINATED", "ERROR")]
+    if len(ended) < trials:  # interrupted (Ctrl-C, SIGUSR1): Tune saved the experiment's state
+        raise TuneError(f"tune: the search was interrupted with {trials - len(ended)} of {trials} trial(s) "
+                        f"unfinished; `ownlm tune --resume` continues it")
     records = [record_of(r, cfg.tune.metric, cfg.tune.mode, budget(cfg)) for r in grid]
     records.sort(key=lambda r: r.trial_id)
     best = best_of(records, cfg.tune.mode)
@@ -105,17 +105,17 @@ def run_search(ctx: Context) -> dict:
     return publish(ctx, records, best, seconds)
 
 
-def tune_config(cfg: Config, at_once: int):
+def tune_config(cfg: Config, at_once: int, train_storage: str):
     t = cfg.tune
     random.seed(t.seed)  # PBT draws its exploit sources and perturbations from `random`
     # With Optuna the grid is a choice (space.ray_domain), drawn as often as a grid would run it.
     samples = space.trial_count(cfg) if t.search == "optuna" else t.num_samples
     return tune.TuneConfig(metric=t.metric, mode=t.mode, num_samples=samples,
-                           scheduler=scheduler(cfg), search_alg=search_algorithm(cfg, at_once),
+                           scheduler=scheduler(cfg, train_storage), search_alg=search_algorithm(cfg, at_once),
                            trial_dirname_creator=lambda trial: trial.trial_id, reuse_actors=False)
 
 
-def scheduler(cfg: Config):
+def scheduler(cfg: Config, train_storage: str = ""):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     t = cfg.tune
@@ -126,11 +126,15 @@ def scheduler(cfg: Config):
     if t.scheduler == "pbt":
         from pipeline.tune.pbt import TrainCheckpointPBT
 
+        if "://" in train_storage:
+            raise TuneError("tune.scheduler pbt hands checkpoints between trials through a folder: set "
+                            "train.storage_path to a folder every node sees (NFS), not a URI")
+
         mutations = space.mutations(space.distributions(cfg))
         if not mutations:
             raise TuneError("tune.scheduler pbt perturbs the sampled keys: give tune.search_space at least one "
                             "key that is not a grid")
-        return TrainCheckpointPBT(time_attr="step", perturbation_interval=t.perturbation_interval *
+        return TrainCheckpointPBT(exploit_dir=f"{train_storage}/exploits", time_attr="step", perturbation_interval=t.perturbation_interval *
                                   cfg.train.eval_every, hyperparam_mutations=mutations, quantile_fraction=0.5)
     return FIFOScheduler()
 

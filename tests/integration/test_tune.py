@@ -1,13 +1,9 @@
 """Ray Tune end to end on the tests' shared Ray instance: every trial a Ray Train run of the debug
 model on tiny data. One ASHA search (4 trials, two learning rates far too high) serves several
-assertions; PBT runs 2 trials; an interrupted search resumes without rerunning finished trials."""
+assertions; PBT runs 2 trials."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -121,44 +117,3 @@ def test_population_based_training_exploits_through_the_train_checkpoint(tokens,
     runs = sorted(p.name for p in (tmp_path / "tune-runs").glob("*-trials/*") if target in p.name)
     assert any(name.endswith("-g1") for name in runs), runs
 
-
-def interrupt_when_a_trial_is_done(search_root: Path, timeout: float = 300) -> threading.Thread:
-    """Send this process SIGUSR1 (Tune's stop signal, as Ctrl-C is) once a trial has finished."""
-    def watch():
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for result in search_root.glob("search-*/*/result.json"):
-                if any(json.loads(line).get("done") for line in result.read_text().splitlines() if line.strip()):
-                    os.kill(os.getpid(), signal.SIGUSR1)
-                    return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_an_interrupted_search_resumes_without_rerunning_finished_trials(tokens, tmp_path, capsys):
-    argv = tune_args(tmp_path, tokens, "tune.max_steps=20", "tune.scheduler=fifo", "tune.max_concurrent_trials=1",
-                     "tune.search_space={train.lr: {grid: [3.0e-3, 1.0e-2, 2.0e-2]}}")
-    watcher = interrupt_when_a_trial_is_done(tmp_path / "tune-runs")
-    assert cli.main(argv) == 1  # interrupted: no results yet, the message says how to continue
-    watcher.join()
-    assert "ownlm tune --resume" in capsys.readouterr().err
-    assert not (tmp_path / "tune" / "results.json").exists()
-    done_before = {}
-    for result in (tmp_path / "tune-runs").glob("search-*/*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        if rows and rows[-1].get("done"):
-            done_before[result.parent.name] = (len(rows), rows[-1]["step"])
-    assert done_before
-
-    assert cli.main(argv + ["--resume"]) == 0
-    assert "[tune] resuming" in capsys.readouterr().out
-    results = json.loads((tmp_path / "tune" / "results.json").read_text())
-    assert len(results["trials"]) == 3 and all(t["status"] == "finished" for t in results["trials"])
-    by_id = {t["trial_id"]: t for t in results["trials"]}
-    for trial_id, (reports, step) in done_before.items():  # kept as they were, not run again
-        assert (by_id[trial_id]["iterations"], by_id[trial_id]["steps"]) == (reports, step)
-        runs = list((tmp_path / "tune-runs").glob(f"search-*-trials/*-{trial_id}-g0"))
-        assert len(runs) == 1

@@ -23,9 +23,13 @@ def test_asha_counts_reports_and_pbt_perturbs_only_the_sampled_keys():
     asha = search.scheduler(cfg("tune.grace_period=2", "tune.reduction_factor=3"))
     assert isinstance(asha, AsyncHyperBandScheduler) and asha._time_attr == "training_iteration"
     assert asha._max_t == 40 and asha._reduction_factor == 3
-    pbt = search.scheduler(cfg("tune.scheduler=pbt", "tune.perturbation_interval=2", "train.eval_every=10"))
+    pbt = search.scheduler(cfg("tune.scheduler=pbt", "tune.perturbation_interval=2", "train.eval_every=10"),
+                           "/runs/trials")
     assert isinstance(pbt, TrainCheckpointPBT) and pbt._perturbation_interval == 20 and pbt._time_attr == "step"
     assert set(pbt._hyperparam_mutations) == {"train.lr", "train.warmup_steps"}  # not the grid key
+    assert str(pbt.exploit_dir) == "/runs/trials/exploits"
+    with pytest.raises(search.TuneError, match="not a URI"):
+        search.scheduler(cfg("tune.scheduler=pbt"), "s3://bucket/trials")
     assert isinstance(search.scheduler(cfg("tune.scheduler=fifo")), FIFOScheduler)
 
 
