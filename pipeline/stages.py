@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline import evaluate, generate
 from pipeline.curate import stage as curate
+from pipeline.finetune import stage as finetune
 from pipeline.layout import Layout, Location
 from pipeline.sample import stage as sample
 from pipeline.stage import Stage
@@ -24,6 +25,7 @@ STAGES: tuple[Stage, ...] = (
     tokenizer.STAGE,
     pack.STAGE,
     train.STAGE,
+    finetune.STAGE,
     evaluate.STAGE,
     generate.STAGE,
 )

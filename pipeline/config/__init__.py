@@ -11,6 +11,7 @@ ones the rest of the project imports:
     tokens.py    tokenizer, tokenize
     model.py     model: a preset and its overrides
     train.py     train
+    finetune.py  finetune: supervised fine-tuning (full, LoRA) on the training loop
     evaluate.py  eval, generate (sampling settings, as model.sampling.SamplingParams)
     root.py      Config: one field per section
     load.py      load_config: YAML + --set + typed flag values + --root, every problem in one error
@@ -19,6 +20,7 @@ from pipeline.config.base import ConfigError, Section, flatten
 from pipeline.config.curate import CurateConfig
 from pipeline.config.data import SOURCE_FORMATS, DataConfig, SourceConfig
 from pipeline.config.evaluate import EvalConfig, GenerateConfig
+from pipeline.config.finetune import FinetuneConfig
 from pipeline.config.load import DEFAULT_PRESET, PRESET_DIR, apply_override, dump_config, load_config
 from pipeline.config.load import preset_path, set_key, validate_config
 from pipeline.config.model import ModelSection
@@ -29,7 +31,7 @@ from pipeline.config.train import TrainConfig
 
 __all__ = [
     "ConfigError", "Section", "flatten", "CurateConfig", "SOURCE_FORMATS", "DataConfig", "SourceConfig",
-    "EvalConfig", "GenerateConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
+    "EvalConfig", "GenerateConfig", "FinetuneConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
     "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig",
 ]

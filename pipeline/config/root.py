@@ -10,6 +10,7 @@ from pipeline.config.base import Section, flatten
 from pipeline.config.curate import CurateConfig
 from pipeline.config.data import DataConfig
 from pipeline.config.evaluate import EvalConfig, GenerateConfig
+from pipeline.config.finetune import FinetuneConfig
 from pipeline.config.model import ModelSection
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
@@ -26,6 +27,7 @@ class Config(Section):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
 

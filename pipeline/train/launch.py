@@ -60,19 +60,25 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
     latest checkpoint. Within a run, Ray Train restarts failed workers from the last checkpoint
     (`train.max_failures`). `fresh` deletes the run's earlier checkpoints first (a forced rerun).
     """
+    job = build_job(cfg, tokens_dir, run_id)
+    return launch(job, cfg.train, output_dir, storage_dir, run_name, fresh=fresh)
+
+
+def launch(job, tc: TrainConfig, output_dir: Path, storage_dir: Path, run_name: str, fresh: bool = False,
+           loop=train_loop_per_worker) -> dict:
+    """Fit `loop` (a per-worker entry taking the job as a dict) on Ray Train under the `train`
+    section tc; export the kept checkpoint to output_dir; return the metrics (see run_train)."""
     from ray.train import TrainingFailedError
     from ray.train.torch import TorchTrainer
 
-    job = build_job(cfg, tokens_dir, run_id)
-    storage = cfg.train.storage_path or str(storage_dir)
+    storage = tc.storage_path or str(storage_dir)
     if "://" not in storage:  # a local folder (Ray Train wants it absolute)
         storage = str(Path(storage).expanduser().resolve())
     if fresh:
         delete_run(storage, run_name)
     log_path = failure_log_path(storage, storage_dir, run_name)
-    trainer = TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job),
-                           scaling_config=scaling_config(cfg.train),
-                           run_config=run_config(cfg.train, run_name, storage, log_path))
+    trainer = TorchTrainer(loop, train_loop_config=asdict(job), scaling_config=scaling_config(tc),
+                           run_config=run_config(tc, run_name, storage, log_path))
     where = f"run {run_name} in {storage}"
     try:
         result = trainer.fit()
@@ -81,10 +87,10 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
         # to the log file (the controller wrote the workers' there already), the message is one line.
         if not getattr(e, "worker_failures", None):
             failures.append(log_path, f"training failed ({where})", {"Ray Train": e})
-        raise TrainError(failures.summary(e, max_failures=cfg.train.max_failures, where=where, log_path=log_path,
+        raise TrainError(failures.summary(e, max_failures=tc.max_failures, where=where, log_path=log_path,
                                           resume_step=failures.last_checkpoint_step(run_path(storage, run_name))
                                           )) from e
-    return finish(result, cfg.train.final_checkpoint, output_dir, where=where)
+    return finish(result, tc.final_checkpoint, output_dir, where=where)
 
 
 def run_path(storage: str, run_name: str) -> str:
