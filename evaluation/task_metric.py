@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from evaluation import names
+from evaluation.harness import run_lm_eval
 from evaluation.taskfile import DEFAULT_TEMPLATE, label_set, read_task_file, render_input
 from model.tokenizer import CHAT_ROLES
 
@@ -76,8 +77,7 @@ def evaluate_task_file(model_or_lm, tokenizer, path: str | Path, *, name: str | 
                        template: str = DEFAULT_TEMPLATE, batch_size: int = 16, limit: int | None = None) -> dict:
     """Score a labelled file; returns {"metrics": {task/<name>/...}, "results": lm-eval's, "name",
     "docs", "rejects": {reason: [line, ...]}}."""
-    from evaluation.harness import run_lm_eval
-    from evaluation.lm_eval_adapter import OwnLM
+    from evaluation.lm_eval_adapter import OwnLM  # lm-eval, torch
 
     name = task_name(path, name)
     lm = model_or_lm if not hasattr(model_or_lm, "cfg") else OwnLM.from_model(model_or_lm, tokenizer,

@@ -33,7 +33,8 @@ class Rejects:
         """`2 rejected: not_json (line 3), no_assistant_turn (line 7)`."""
         parts = []
         for reason, lines in sorted(self.lines.items()):
-            shown = ", ".join(map(str, lines[:limit])) + (f", ... {len(lines) - limit} more" if len(lines) > limit else "")
+            more = f", ... {len(lines) - limit} more" if len(lines) > limit else ""
+            shown = ", ".join(map(str, lines[:limit])) + more
             parts.append(f"{reason} ({'line' if len(lines) == 1 else 'lines'} {shown})")
         return f"{self.total} rejected: " + "; ".join(parts)
 

@@ -149,7 +149,7 @@ STAGE = Stage(
                       help="shorthand for --set eval.tasks=... (comma-separated)"),
            ConfigFlag("--data-dir", "eval.data_dir"),
            ConfigFlag("--task-file", "eval.task_file", metavar="FILE.jsonl",
-                      help="score a labelled task file {input, label, choices?}: task/<name>/acc and exact_match"),
+                      help="score a labelled task file {input, label, choices?}: task/<name>/acc, exact_match"),
            ConfigFlag("--task-name", "eval.task_name", metavar="NAME", help="the task's name (default: the file's stem)"),
            ConfigFlag("--limit", "eval.limit", type=int),
            ConfigFlag("--num-fewshot", "eval.num_fewshot", type=int),

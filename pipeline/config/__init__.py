@@ -31,7 +31,8 @@ from pipeline.config.train import TrainConfig
 
 __all__ = [
     "ConfigError", "Section", "flatten", "CurateConfig", "SOURCE_FORMATS", "DataConfig", "SourceConfig",
-    "EvalConfig", "GenerateConfig", "FinetuneConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
+    "EvalConfig", "GenerateConfig", "FinetuneConfig",
+    "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
     "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig",
 ]

@@ -27,9 +27,12 @@ def test_the_cli_has_one_command_per_registered_stage_in_registry_order():
 
 
 def test_ownlm_run_runs_the_registry_in_order_and_from_offers_its_names():
-    assert run.stages_for(load_config(None)) == list(stages.NAMES)
+    # `finetune` runs only with data to fine-tune on, right after `train`
+    assert run.stages_for(load_config(None)) == [n for n in stages.NAMES if n != "finetune"]
+    with_finetune = run.stages_for(load_config(None, ["finetune.data=tasks.jsonl"]))
+    assert with_finetune == list(stages.NAMES) and with_finetune.index("finetune") == with_finetune.index("train") + 1
     without_sample = run.stages_for(load_config(None, ["data.sample=false"]))
-    assert without_sample == [n for n in stages.NAMES if n != "sample"]
+    assert without_sample == [n for n in stages.NAMES if n not in ("sample", "finetune")]
     run_parser = next(a for a in cli.build_parser()._actions
                       if isinstance(a, argparse._SubParsersAction)).choices["run"]
     from_stage = next(a for a in run_parser._actions if a.dest == "from_stage")
