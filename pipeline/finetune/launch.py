@@ -8,7 +8,7 @@ from model.checkpoint import LORA_KEY, ROLES_KEY, TOKENIZER, load_config, load_t
 from model.errors import UsageError
 from model.tokenizer import CHAT_ROLES
 from pipeline.config import Config, TrainConfig
-from pipeline.finetune.data import prepare
+from pipeline.finetune.data import prepare, read_examples
 from pipeline.finetune.loop import FinetuneJob, finetune_loop_per_worker
 from pipeline.train.launch import TrainError, launch
 
@@ -33,6 +33,15 @@ def check_base(cfg: Config, base: Path) -> None:
     if ft.seq_len is not None and ft.seq_len > mcfg.max_seq_len:
         raise TrainError(f"finetune.seq_len={ft.seq_len} is longer than the model's max_seq_len "
                          f"{mcfg.max_seq_len}")
+
+
+def check_data(cfg: Config, base: Path) -> None:
+    """The data files exist and hold usable examples for this base's tokenizer (else one error)."""
+    ft = cfg.finetune
+    tok, seq_len = load_tokenizer(base), ft.seq_len or load_config(base).max_seq_len
+    for path in (ft.data, ft.val):
+        if path is not None:
+            read_examples(path, tok, template=ft.template, loss_on=ft.loss_on, max_tokens=seq_len + 1)
 
 
 def finetune_train_config(cfg: Config) -> TrainConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.errors import MissingInput
 from pipeline.layout import Location
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stage import Context, Stage
@@ -36,10 +37,18 @@ def _file_identity(path: str) -> list:
 
 
 def check(ctx: Context) -> None:
-    from pipeline.finetune.launch import check_base
+    """The base and the data, before Ray starts; in `ownlm run` before `train` made the base,
+    only that the data files are there."""
+    from pipeline.finetune.launch import check_base, check_data  # torch: only when fine-tuning
 
-    if (ctx.layout.model / "config.json").is_file() or "train" not in ctx.planned:
-        check_base(ctx.cfg, ctx.layout.model)
+    if "train" in ctx.planned and not (ctx.layout.model / "config.json").is_file():
+        ft = ctx.cfg.finetune
+        for path in (ft.data, ft.val):
+            if path is not None and not Path(path).is_file():
+                raise MissingInput(f"no fine-tuning data file at {path}")
+        return
+    check_base(ctx.cfg, ctx.layout.model)
+    check_data(ctx.cfg, ctx.layout.model)
 
 
 STAGE = Stage(
