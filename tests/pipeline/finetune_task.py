@@ -8,23 +8,26 @@ import random
 from pathlib import Path
 
 KEYWORDS = {
-    "billing": ["invoice", "payment", "charge", "receipt"],
-    "shipping": ["parcel", "delivery", "courier", "package"],
-    "login": ["password", "username", "account", "sign-in"],
-    "hardware": ["battery", "screen", "keyboard", "charger"],
+    "billing": ["invoice", "payment"],
+    "shipping": ["parcel", "courier"],
+    "login": ["password", "username"],
+    "hardware": ["battery", "screen"],
 }
-TRAIN_FRAMES = ["my {kw} broke", "help with {kw}", "the {kw} is wrong", "{kw} problem", "{kw}", "a {kw} again",
-                "{kw} is bad", "see {kw}", "no {kw} yet", "{kw} failed"]
-TEST_FRAMES = ["question about {kw}", "{kw} issue today", "odd {kw}"]
+TRAIN_WORDS = ["my", "the", "help", "broke", "again", "wrong", "please", "now", "bad", "no", "see", "why"]
+TEST_WORDS = ["question", "about", "odd", "today", "hello", "still", "strange", "thanks"]
+"""Filler words around the keyword: the test file's are none of the training file's."""
 TEMPLATE = "Ticket: {input}"
 
 
-def lines(frames, n: int, seed: int) -> list[dict]:
+def lines(words: list[str], n: int, seed: int) -> list[dict]:
+    """n tickets: a keyword of a random label between up to two filler words on each side."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         label = rng.choice(sorted(KEYWORDS))
-        out.append({"input": rng.choice(frames).format(kw=rng.choice(KEYWORDS[label])), "label": label})
+        before = rng.sample(words, rng.randint(0, 2))
+        after = rng.sample(words, rng.randint(0, 2))
+        out.append({"input": " ".join(before + [rng.choice(KEYWORDS[label])] + after), "label": label})
     return out
 
 
@@ -32,6 +35,6 @@ def write_task(folder: Path, n_train: int = 300, n_test: int = 64) -> tuple[Path
     """(train file, test file) under folder: classification lines."""
     folder.mkdir(parents=True, exist_ok=True)
     train, test = folder / "tickets_train.jsonl", folder / "tickets_test.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in lines(TRAIN_FRAMES, n_train, 0)))
-    test.write_text("".join(json.dumps(r) + "\n" for r in lines(TEST_FRAMES, n_test, 1)))
+    train.write_text("".join(json.dumps(r) + "\n" for r in lines(TRAIN_WORDS, n_train, 0)))
+    test.write_text("".join(json.dumps(r) + "\n" for r in lines(TEST_WORDS, n_test, 1)))
     return train, test
