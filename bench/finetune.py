@@ -3,9 +3,10 @@
 Two parts, each LoRA beside full fine-tuning measured in the same process:
 
 1. One training step at a model shape (default `124m`, a short sequence on a CPU): trainable
-   parameters, the peak memory of a step (forward, masked loss, backward, AdamW) by torch's
-   MemTracker as in bench/memory.py (one step runs untracked first so AdamW's states exist),
-   and the step time. LoRA's saving is the frozen base's gradients and optimizer states.
+   parameters, the memory a step adds to the built model (forward, masked loss, backward,
+   AdamW: peak RSS of a fresh process, since torch's MemTracker, bench/memory.py's method, cannot
+   watch frozen parameters), and the step time. LoRA's saving is the frozen base's gradients
+   and optimizer states.
 2. Task accuracy: the support-ticket task of the tests (tests/pipeline/finetune_task.py), a
    `debug` model trained briefly on text, then fine-tuned fully and with LoRA for the same steps
    by the fine-tuning loop (pipeline/finetune/loop.py, one in-process worker), scored by the task
@@ -37,7 +38,11 @@ MIB = 2 ** 20
 
 
 def step_memory(cfg, method: str, batch: torch.Tensor) -> dict:
-    from torch.distributed._tools.mem_tracker import MemTracker
+    """Run in a fresh process (main --one): the resident memory a training step adds on top of the
+    built model. torch's MemTracker cannot watch a model with frozen parameters (it hooks every
+    parameter's gradient), so this reads the process's peak RSS: the peak after two steps minus
+    the RSS before the first, the model (and, for LoRA, its frozen base) already in memory."""
+    import resource
 
     from model import lora
     from model.objectives import sft_terms
@@ -49,8 +54,7 @@ def step_memory(cfg, method: str, batch: torch.Tensor) -> dict:
         lora.apply_lora(model, lora.LoRASpec())
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    mask = torch.ones_like(batch)
-    segments = torch.ones_like(batch)
+    mask, segments = torch.ones_like(batch), torch.ones_like(batch)
 
     def step() -> None:
         total, count = sft_terms(model, batch, mask, segments)
@@ -58,19 +62,27 @@ def step_memory(cfg, method: str, batch: torch.Tensor) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    before = _rss_bytes()
     step()
-    tracker = MemTracker()
-    tracker.track_external(model, opt)
-    with tracker:
-        step()
     t = time.perf_counter()
     step()
     seconds = time.perf_counter() - t
-    peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
-    parts = {str(k.value if hasattr(k, "value") else k): v for k, v in peak.items()}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return {"trainable": sum(p.numel() for p in params), "total": sum(p.numel() for p in model.parameters()),
-            "peak_mib": parts["Total"] / MIB, "step_s": seconds,
-            **{f"{k.lower()}_mib": v / MIB for k, v in parts.items() if k != "Total"}}
+            "peak_mib": (peak - before) / MIB, "step_s": seconds}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def step_memory_in_subprocess(args, method: str) -> dict:
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--one", method, "--preset", args.preset, "--batch",
+                          str(args.batch), "--seq", str(args.seq)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def task_accuracy(steps: int) -> dict:
@@ -130,17 +142,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--steps", type=int, default=100, help="fine-tuning steps of the accuracy part")
+    ap.add_argument("--one", choices=["full", "lora"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
     cfg = get_preset(args.preset)
-    batch = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=torch.Generator().manual_seed(0))
-    full, lora = (step_memory(cfg, m, batch) for m in ("full", "lora"))
+    if args.one:  # the child process of step_memory_in_subprocess
+        batch = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1),
+                              generator=torch.Generator().manual_seed(0))
+        print(json.dumps(step_memory(cfg, args.one, batch)))
+        return
+    full, lora = (step_memory_in_subprocess(args, m) for m in ("full", "lora"))
     acc = task_accuracy(args.steps)
 
-    print(f"{args.preset} ({full['total'] / 1e6:.1f}M params), batch {args.batch} x {args.seq} tokens, one step "
-          f"(fwd + masked loss + bwd + AdamW), cpu, peak by torch MemTracker (MiB)")
-    cols = ("trainable", "peak_mib", "parameter_mib", "gradient_mib", "optstate_mib", "activation_mib", "step_s")
+    print(f"{args.preset} ({full['total'] / 1e6:.1f}M params), batch {args.batch} x {args.seq} tokens, two steps "
+          f"(fwd + masked loss + bwd + AdamW), cpu, peak RSS above the built model (MiB)")
+    cols = ("trainable", "peak_mib", "step_s")
     print(f"{'method':<8}" + "".join(f"{c.removesuffix('_mib'):>14}" for c in cols))
     for name, r in (("full", full), ("lora", lora)):
         print(f"{name:<8}" + "".join(f"{r.get(c, 0):>14,.0f}" if c == "trainable" else f"{r.get(c, 0):>14.2f}"
