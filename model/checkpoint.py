@@ -5,6 +5,11 @@
     <path>/tokenizer.json      the tokenizer the model was trained with (when given)
     <path>/train_state.pt      what resuming needs: optimizer, scheduler, step, rng (when given)
 
+An adapter checkpoint (a model with LoRA adapters, model/lora.py) holds adapter.safetensors
+(the adapters alone) instead of model.safetensors, and config.json's "lora" names its base
+checkpoint; load_model loads the base, applies the adapters and checks the base still has the
+config they were trained on, so every command that loads a checkpoint loads either kind.
+
 A tokenizer that is not ownlm's own (an imported model's) has its role -> token mapping in
 config.json's "tokenizer_roles" (see model.tokenizer); load_tokenizer applies it.
 add_special_tokens adds tokens to a checkpoint's tokenizer and grows the model to cover them,
@@ -28,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from model.atomic import discard_dir, publish_dir, staging_dir
 from model.config import ModelConfig
+from model import lora
 from model.errors import InputError, MissingInput
 from model.tokenizer import OWN_TOKENS, Tokenizer, check_roles
 from model.transformer import Transformer
@@ -35,6 +41,7 @@ from model.transformer import Transformer
 FORMAT = "ownlm"
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER, TRAIN_STATE = "model.safetensors", "config.json", "tokenizer.json", "train_state.pt"
+ADAPTER, LORA_KEY = "adapter.safetensors", "lora"
 _TIED_KEY, _EMBEDDING_KEY = "output.weight", "tok_embeddings.weight"
 ROLES_KEY, RESIZES_KEY = "tokenizer_roles", "vocab_resizes"
 """config.json metadata: the tokenizer's role -> token mapping, and the list of explicit vocabulary resizes."""
@@ -87,18 +94,27 @@ def save_checkpoint(
     writes; with FSDP2 every rank must call (gathering the shards is collective).
     """
     path = Path(path)
+    spec = lora.lora_spec(unwrap_model(model))
+    if spec is not None:
+        if spec.base is None:
+            raise ValueError("an adapter checkpoint needs its base: set LoRASpec.base to the base checkpoint")
+        metadata = {**(metadata or {}), LORA_KEY: spec.to_dict()}
     header = _config_json(cfg, metadata, tokenizer_path)  # fails before anything is written
     state = model_state_dict(model)
-    _check_shapes(state, cfg)
+    _check_shapes({k: v for k, v in state.items() if not lora.is_adapter_key(k)}, cfg)
     if _is_distributed() and torch.distributed.get_rank() != 0:
         return path
+    if spec is not None:  # the adapters alone: the base weights stay in the base checkpoint
+        state, weights_file = {k: v for k, v in state.items() if lora.is_adapter_key(k)}, ADAPTER
+    else:
+        weights_file = WEIGHTS
     if cfg.tie_embeddings:
         # safetensors refuses tensors that share memory; the head is re-tied on load.
         state.pop(_TIED_KEY, None)
 
     tmp = staging_dir(path)
     try:
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        save_file(state, str(tmp / weights_file), metadata={"format": "pt"})
         if tokenizer_path is not None:
             shutil.copyfile(tokenizer_path, tmp / TOKENIZER)
         if train_state is not None:
@@ -189,6 +205,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     memory or time goes into a random init that would be overwritten."""
     path = Path(path)
     cfg = load_config(path)
+    spec = read_metadata(path).get(LORA_KEY)
+    if spec is not None:
+        return _load_adapter_model(path, cfg, lora.LoRASpec.from_dict(spec), device, dtype)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{path} is not an ownlm checkpoint: it has no {WEIGHTS}")
@@ -205,6 +224,32 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
         raise CheckpointError(f"{weights} does not fit its {CONFIG}: {e}") from e
     model.tie_weights()  # assign=True gave the head its own Parameter object
     model.init_rope()  # float32 tables on the weights' device
+    return model.eval(), cfg
+
+
+def _load_adapter_model(path: Path, cfg: ModelConfig, spec, device, dtype):
+    """The base checkpoint spec.base with this checkpoint's adapters applied (eval mode)."""
+    base_path = Path(spec.base)
+    if not base_path.is_absolute():
+        base_path = (path / base_path).resolve()  # a base named relative to the adapter folder
+    try:
+        model, base_cfg = load_model(base_path, device=device, dtype=dtype)
+    except InputError as e:
+        raise CheckpointError(f"{path} holds LoRA adapters for the base checkpoint {base_path}, which does "
+                              f"not load: {e}") from e
+    if base_cfg.to_dict() != cfg.to_dict():
+        raise CheckpointError(f"{path} holds LoRA adapters for a model other than {base_path} (their model "
+                              f"configs differ): point config.json's lora.base at the checkpoint they were trained on")
+    lora.apply_lora(model, spec)
+    file = path / ADAPTER
+    if not file.is_file():
+        raise CheckpointError(f"{path} is an adapter checkpoint without its {ADAPTER}")
+    adapters = load_file(str(file), device=str(device))
+    expected = set(lora.adapter_state_dict(model))
+    if set(adapters) != expected:
+        raise CheckpointError(f"{file} does not fit the adapters its config.json describes "
+                              f"({len(adapters)} tensors, expected {len(expected)})")
+    model.load_state_dict({k: v.to(dtype) if dtype else v for k, v in adapters.items()}, strict=False)
     return model.eval(), cfg
 
 

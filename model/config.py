@@ -197,6 +197,14 @@ def _divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
+# ---- the linear layers a LoRA adapter can sit on (model/lora.py), by their names in Transformer ----
+
+LORA_TARGETS = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
+"""Attention q, k, v, output projections, then the feed-forward gate, down and up projections."""
+DEFAULT_LORA_TARGETS = ("wq", "wv")
+"""The LoRA paper's choice (Hu et al. 2021, sec. 7.1): attention queries and values."""
+
+
 # ---- the one registry of named sizes (torchtitan's llama3_configs, gpt-fast's table) ----
 
 PRESETS: dict[str, ModelConfig] = {

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from model import lora
 from model.atomic import discard_dir, publish_dir, staging_dir
 from model.checkpoint import ROLES_KEY, TOKENIZER, CheckpointError, load_model, load_tokenizer, read_metadata
 from model.checkpoint import save_checkpoint
@@ -224,19 +225,25 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
 
 # ---- export ----
 
-def export_hf(checkpoint: str | Path, output: str | Path, dtype: torch.dtype | None = None) -> Path:
+def export_hf(checkpoint: str | Path, output: str | Path, dtype: torch.dtype | None = None,
+              merge: bool = False) -> Path:
     """Write the ownlm checkpoint as a Hugging Face Llama folder at output (replaced if there).
     dtype: the weights' dtype in the export (None: as stored). An imported checkpoint gets its
-    own tokenizer files back (verbatim while its tokenizer is the one imported)."""
+    own tokenizer files back (verbatim while its tokenizer is the one imported).
+
+    An adapter checkpoint (LoRA): with merge, the adapters folded into the weights; without, its
+    base model (model.lora_export.export_hf_with_adapter adds the adapters in PEFT's layout)."""
     checkpoint, output = Path(checkpoint), Path(output)
     model, cfg = load_model(checkpoint, dtype=dtype)
+    if lora.lora_spec(model) is not None and merge:
+        lora.merge(model)
     if cfg.family != "causal":
         raise CheckpointError(
             f"{checkpoint} is a {cfg.family!r}-family model; a Hugging Face Llama is causal, so only the "
             "causal family exports (its logits would differ over the bidirectional part)")
     imported = read_metadata(checkpoint).get(IMPORT_KEY) or {}
     tokenizer = load_tokenizer(checkpoint) if (checkpoint / TOKENIZER).is_file() else None
-    state = {k: v for k, v in model.state_dict().items()}
+    state = lora.base_state_dict(model)
     weight_dtype = state["tok_embeddings.weight"].dtype
     tmp = staging_dir(output)
     try:

@@ -127,6 +127,22 @@ def loss_terms(model, rows: torch.Tensor, *, family: str = "causal", pad_id: int
     raise ValueError(f"unknown model family {family!r}; known: causal, masked, prefix")
 
 
+def sft_terms(model, ids: torch.Tensor, loss_mask: torch.Tensor,
+              segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Supervised fine-tuning on rows of packed examples: (summed loss, count) of next-token
+    cross entropy on the tokens loss_mask marks (the assistant's), never across examples.
+
+    ids, loss_mask, segments: (B, T + 1); loss_mask[t] says token t is trained on; segments[t]
+    is the example token t belongs to (0: padding). Each example attends only to itself and its
+    positions start at 0 (Transformer(segments=...)), so a packed row scores what its examples
+    score one by one. The first token of an example is never a target (nothing of it precedes)."""
+    inputs, seg_in = ids[:, :-1], segments[:, :-1]
+    same = segments[:, 1:] == seg_in
+    trained = loss_mask[:, 1:].bool() & same & (segments[:, 1:] != 0)
+    targets = torch.where(trained, ids[:, 1:], torch.full_like(inputs, IGNORE_INDEX))
+    return _summed(model(inputs, segments=seg_in), targets)
+
+
 def training_loss(model, rows: torch.Tensor, **kwargs) -> torch.Tensor:
     """The mean loss per predicted token of one batch (keyword arguments as `loss_terms`)."""
     total, count = loss_terms(model, rows, **kwargs)

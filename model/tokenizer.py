@@ -197,6 +197,13 @@ class Tokenizer:
         """The ids of self.chat_prompt(messages, add_generation_prompt)."""
         return self.encode(self.chat_prompt(messages, add_generation_prompt))
 
+    def encode_chat_spans(self, messages: list[dict[str, str]],
+                          add_generation_prompt: bool = False) -> list[tuple[list[int], str]]:
+        """chat_spans encoded: (ids, role) per piece; the ids joined are encode_chat's."""
+        self.require(*CHAT_ROLES, purpose="a chat prompt")
+        spans = chat_spans(messages, add_generation_prompt, tokens=self._roles)
+        return list(zip(self.encode_batch([text for text, _ in spans]), [role for _, role in spans]))
+
     @property
     def vocab_size(self) -> int:
         """Ids in use, special tokens included: ModelConfig.vocab_size must be at least this."""
@@ -219,6 +226,26 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]}{extra})"
 
 
+def chat_spans(messages: list[dict[str, str]], add_generation_prompt: bool = True,
+               tokens: dict[str, str | None] | None = None) -> list[tuple[str, str]]:
+    """chat_prompt's text in pieces, each (text, role): a message gives its opening role token as
+    ("<|role|>", "marker") and its content with the closing token as ("content<|end|>", role);
+    the generation prompt is one more marker. Joined, the texts are chat_prompt's; fine-tuning
+    reads the roles to put the loss on the assistant's pieces only. The role tokens are special
+    tokens, which the tokenizer splits on before anything else, so encoding the pieces one by one
+    gives the ids of encoding the whole text."""
+    marks = {**OWN_TOKENS, **{r: t for r, t in (tokens or {}).items() if r in CHAT_ROLES and t}}
+    spans = []
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES or not isinstance(content, str):
+            raise ValueError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r}")
+        spans += [(marks[role], "marker"), (f"{content}{marks['end_of_turn']}", role)]
+    if add_generation_prompt:
+        spans.append((marks["assistant"], "marker"))
+    return spans
+
+
 def chat_prompt(messages: list[dict[str, str]], add_generation_prompt: bool = True,
                 tokens: dict[str, str | None] | None = None) -> str:
     """The text of a conversation in the role tokens: each message {"role", "content"} becomes
@@ -226,13 +253,4 @@ def chat_prompt(messages: list[dict[str, str]], add_generation_prompt: bool = Tr
     to complete. Encoding the text maps each role token to its single id. The same layout is the
     chat_template of an exported Hugging Face checkpoint (model/hf.py). tokens: role -> token
     (Tokenizer.roles) to write other role tokens than ownlm's (Tokenizer.chat_prompt passes them)."""
-    marks = {**OWN_TOKENS, **{r: t for r, t in (tokens or {}).items() if r in CHAT_ROLES and t}}
-    parts = []
-    for i, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES or not isinstance(content, str):
-            raise ValueError(f"message {i} must be {{'role': one of {ROLES}, 'content': str}}, got {m!r}")
-        parts.append(f"{marks[role]}{content}{marks['end_of_turn']}")
-    if add_generation_prompt:
-        parts.append(marks["assistant"])
-    return "".join(parts)
+    return "".join(text for text, _ in chat_spans(messages, add_generation_prompt, tokens))

@@ -160,6 +160,7 @@ def attention_mask(
     causal: bool = True,
     prefix_len: int | torch.Tensor | None = None,
     key_valid: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
     device=None,
 ) -> tuple[torch.Tensor | None, bool]:
     """What T queries at slots start_pos.. may attend to among the S = start_pos + T keys,
@@ -172,11 +173,13 @@ def attention_mask(
     key_valid: (B, S) bool, False for padding slots, which no query sees, except that a padding
     query sees itself: a row of all -inf would make softmax NaN, and the NaN would reach the
     real tokens through the values (0 * NaN is NaN).
+    segments: (B, S) ids of the packed example each slot belongs to: a query sees only keys of
+    its own example, so examples packed into one row do not attend to each other.
     """
     S = start_pos + T
     if T == 1:
         prefix_len = None  # the one query sits in the last slot: causal or not, it sees every key
-    if prefix_len is None and key_valid is None:
+    if prefix_len is None and key_valid is None and segments is None:
         if not causal or T == 1:
             return None, False  # every key: an encoder, or one decoding step
         if T == S:
@@ -193,6 +196,8 @@ def attention_mask(
         allowed = allowed | (k_pos[None] < prefix)  # (B|1, T, S)
     if key_valid is not None:
         allowed = (allowed & key_valid[:, None, :]) | (k_pos == q_pos)[None]  # (B, T, S)
+    if segments is not None:
+        allowed = allowed & (segments[:, start_pos:, None] == segments[:, None, :])  # (B, T, S)
     return allowed[:, None], False  # (B|1, 1, T, S): broadcast over heads
 
 
@@ -350,6 +355,7 @@ class Transformer(nn.Module):
         *,
         padding_mask: torch.Tensor | None = None,
         prefix_len: int | torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
         return_hidden: bool = False,
     ) -> torch.Tensor:
         """tokens: (B, T) ids in slots start_pos.. -> logits (B, T, V) in the compute dtype (bf16
@@ -361,16 +367,24 @@ class Transformer(nn.Module):
         (batched prompts are left-padded): padding is never attended to, and each row's
         rotary positions count its real tokens only, so a padded row computes what it would
         alone. prefix_len (prefix family): slots below it form the bidirectional prefix.
+        segments: (B, T) ids of the examples packed into each row (fine-tuning, no cache): each
+        example attends only to itself and its rotary positions start at 0, so a packed row
+        computes what its examples would one by one.
         """
         B, T = tokens.shape
         self._check_positions(B, T, cache, start_pos, prefix_len)
-        positions, key_valid = self._positions(B, T, cache, start_pos, padding_mask)
+        if segments is not None:
+            if cache is not None or padding_mask is not None:
+                raise ValueError("segments (packed examples) go without a KV cache or padding_mask")
+            positions, key_valid = segment_positions(segments), None
+        else:
+            positions, key_valid = self._positions(B, T, cache, start_pos, padding_mask)
         if positions is None:
             rope = (self.rope_cos[start_pos:start_pos + T], self.rope_sin[start_pos:start_pos + T])  # (T, hd/2)
         else:
             rope = (self.rope_cos[positions], self.rope_sin[positions])  # (B, T, hd/2)
         mask = attention_mask(T, start_pos, causal=self.cfg.family != "masked", prefix_len=prefix_len,
-                              key_valid=key_valid, device=tokens.device)
+                              key_valid=key_valid, segments=segments, device=tokens.device)
         h = self.tok_embeddings(tokens)  # (B, T, D)
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
@@ -404,6 +418,16 @@ class Transformer(nn.Module):
             )
         if prefix_len is not None and self.cfg.family != "prefix":
             raise ValueError(f"prefix_len is for the prefix family; this model's family is {self.cfg.family!r}")
+
+
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) example ids -> each slot's position within its example (0 where an example starts)."""
+    T = segments.shape[1]
+    idx = torch.arange(T, device=segments.device).expand_as(segments)  # (B, T)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # (B, T)
+    return idx - first
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

@@ -19,6 +19,8 @@ from evaluation.conversation import evaluate_conversations, load_conversations
 from evaluation.embeddings import make_embedder
 from evaluation.harness import run_lm_eval
 from evaluation.isolation import require as require_isolation
+from evaluation.task_metric import evaluate_task_file
+from evaluation.taskfile import DEFAULT_TEMPLATE
 from model.errors import InputError
 from pipeline.config import EvalConfig
 from pipeline.layout import Location
@@ -31,11 +33,12 @@ UNIGRAM_BATCH = 4096
 
 
 def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | None, out_dir: Path,
-                        hide_paths: list[Path] = ()) -> dict:
+                        hide_paths: list[Path] = (), task_template: str = DEFAULT_TEMPLATE) -> dict:
     """Evaluate the checkpoint in model_dir; write out_dir/results.json; return {"metrics", ...}.
 
     Perplexity needs the packed tokens (tokens_dir); without them only the other parts run.
-    hide_paths: folders HumanEval's generated programs must not see (the storage root)."""
+    hide_paths: folders HumanEval's generated programs must not see (the storage root).
+    task_template: the user turn around a task file's inputs (finetune.template)."""
     from evaluation import perplexity  # torch (and lm-eval): only when evaluating
     from evaluation.lm_eval_adapter import OwnLM
     from model.checkpoint import load_model, load_tokenizer
@@ -74,6 +77,13 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
                               num_fewshot=cfg.num_fewshot)
         metrics.update(harness["metrics"])
         results["lm_eval"] = harness["results"]
+    if cfg.task_file:
+        task = evaluate_task_file(model, tokenizer, cfg.task_file, name=cfg.task_name, template=task_template,
+                                  batch_size=cfg.batch_size, limit=cfg.limit)
+        metrics.update(task["metrics"])
+        results["task"] = {k: v for k, v in task.items() if k != "metrics"}
+        if task["rejects"]:
+            print(f"   {cfg.task_file}: rejected lines {task['rejects']}", flush=True)
     if cfg.humaneval:
         he = humaneval.run_humaneval(model, tokenizer, samples=cfg.humaneval_samples, limit=cfg.humaneval_limit,
                                      temperature=cfg.humaneval_temperature,
@@ -103,8 +113,14 @@ def evaluate(ctx: Context) -> dict:
     if ctx.cfg.eval.perplexity and not (tokens / "manifest.json").is_file():
         print(f"   perplexity skipped: no packed tokens at {tokens} (pass --data TOKENS_DIR)", flush=True)
         tokens = None
-    results = evaluate_checkpoint(ctx.cfg.eval, ctx.layout.model, tokens, ctx.layout.eval,
-                                  hide_paths=[ctx.layout.root])
+    cfg, model_dir = ctx.cfg.eval, ctx.layout.model
+    if ctx.cfg.finetune.data and (ctx.layout.finetuned / "config.json").is_file():
+        model_dir = ctx.layout.finetuned  # `ownlm run` fine-tuned the model: evaluate what it produced
+        print(f"   evaluating the fine-tuned model {model_dir}", flush=True)
+    if cfg.task_file is None and ctx.cfg.finetune.eval_file:
+        cfg = cfg.model_copy(update={"task_file": ctx.cfg.finetune.eval_file})
+    results = evaluate_checkpoint(cfg, model_dir, tokens, ctx.layout.eval, hide_paths=[ctx.layout.root],
+                                  task_template=ctx.cfg.finetune.template)
     ctx.tracker.log_metrics(results["metrics"])
     ctx.tracker.log_artifact(ctx.layout.eval / "results.json", "eval")
     for name, value in sorted(results["metrics"].items()):
@@ -122,7 +138,7 @@ STAGE = Stage(
     name="eval",
     help="perplexity on the validation split and lm-eval tasks",
     action=evaluate,
-    upstream=("train", "tokenize"),
+    upstream=("train", "tokenize", "finetune"),
     sections=("eval",),
     locations=(Location("eval", "eval", "evaluation results, the generated sample, HumanEval and conversation runs"),),
     outputs=(("eval", "results.json"),),
@@ -132,6 +148,9 @@ STAGE = Stage(
            ConfigFlag("--tasks", "eval.tasks", type=comma_list,
                       help="shorthand for --set eval.tasks=... (comma-separated)"),
            ConfigFlag("--data-dir", "eval.data_dir"),
+           ConfigFlag("--task-file", "eval.task_file", metavar="FILE.jsonl",
+                      help="score a labelled task file {input, label, choices?}: task/<name>/acc, exact_match"),
+           ConfigFlag("--task-name", "eval.task_name", metavar="NAME", help="the task's name (default: the file's stem)"),
            ConfigFlag("--limit", "eval.limit", type=int),
            ConfigFlag("--num-fewshot", "eval.num_fewshot", type=int),
            ConfigFlag("--unsafe-no-sandbox", "eval.humaneval_unsafe_no_sandbox", switch=True,

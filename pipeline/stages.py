@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline import evaluate, generate
 from pipeline.curate import stage as curate
+from pipeline.finetune import stage as finetune
 from pipeline.layout import Layout, Location
 from pipeline.registry import stage as register
 from pipeline.sample import stage as sample
@@ -27,6 +28,7 @@ STAGES: tuple[Stage, ...] = (
     pack.STAGE,
     tune.STAGE,
     train.STAGE,
+    finetune.STAGE,
     evaluate.STAGE,
     generate.STAGE,
     register.STAGE,

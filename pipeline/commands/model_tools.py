@@ -134,12 +134,30 @@ def _dtype(name: str | None):
 
 
 def export_command(inv: Invocation) -> int:
+    from model.checkpoint import LORA_KEY, read_metadata
     from model.hf import export_hf  # torch
+    from model.lora_export import PEFT_DIR, export_hf_with_adapter, merge_checkpoint
 
     args = inv.args
-    out = export_hf(resolve_checkpoint(inv.cfg, args.checkpoint), args.output, dtype=_dtype(args.dtype))
-    print(f"ownlm: exported {args.checkpoint} as a Hugging Face Llama to {out}\n"
-          f"    load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    checkpoint = resolve_checkpoint(inv.cfg, args.checkpoint)
+    adapter = LORA_KEY in read_metadata(checkpoint)
+    if args.format == "ownlm":
+        if not adapter:
+            raise UsageError(f"{args.checkpoint} holds no LoRA adapters: --format ownlm is for merging them "
+                             "(--merge); it is already a plain checkpoint")
+        out = merge_checkpoint(checkpoint, args.output)
+        print(f"ownlm: merged the adapters of {args.checkpoint} into a plain checkpoint at {out}")
+        return 0
+    if adapter and not args.merge:
+        out = export_hf_with_adapter(checkpoint, args.output, dtype=_dtype(args.dtype))
+        print(f"ownlm: exported the base of {args.checkpoint} as a Hugging Face Llama to {out}, its LoRA "
+              f"adapters in PEFT's layout to {out / PEFT_DIR}\n    load them with peft.PeftModel.from_pretrained("
+              f"AutoModelForCausalLM.from_pretrained({str(out)!r}), {str(out / PEFT_DIR)!r}); --merge folds them in")
+        return 0
+    out = export_hf(checkpoint, args.output, dtype=_dtype(args.dtype), merge=args.merge)
+    print(f"ownlm: exported {args.checkpoint} as a Hugging Face Llama to {out}" + (" (adapters merged)" if adapter
+                                                                                     else "") +
+          f"\n    load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 
 
@@ -179,7 +197,11 @@ def _chat_arguments(p: argparse.ArgumentParser) -> None:
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="ownlm checkpoint folder, or models:/NAME@ALIAS or "
                                                       "models:/NAME/VERSION")
-    p.add_argument("--format", choices=["hf"], default="hf", help="hf: Hugging Face Llama (the only one)")
+    p.add_argument("--format", choices=["hf", "ownlm"], default="hf",
+                   help="hf: Hugging Face Llama (an adapter checkpoint: its base, and the adapters in PEFT's layout "
+                        "under DIR/adapter); ownlm: a plain ownlm checkpoint with the adapters merged")
+    p.add_argument("--merge", action="store_true",
+                   help="fold a LoRA checkpoint's adapters into the weights (merged logits equal the adapters')")
     p.add_argument("--output", metavar="DIR", required=True, help="folder to write (replaced if it exists)")
     p.add_argument("--dtype", choices=DTYPES, help="weights' dtype in the export (default: as stored)")
 

@@ -13,6 +13,7 @@ ones the rest of the project imports:
     monitor.py   gate, monitor: the promotion rules, what `ownlm monitor` watches and does
     train.py     train
     tune.py      tune: the hyperparameter search and its search space
+    finetune.py  finetune: supervised fine-tuning (full, LoRA) on the training loop
     evaluate.py  eval, generate (sampling settings, as model.sampling.SamplingParams)
     root.py      Config: one field per section
     load.py      load_config: YAML + --set + typed flag values + --root, every problem in one error
@@ -21,6 +22,7 @@ from pipeline.config.base import ConfigError, Section, flatten
 from pipeline.config.curate import CurateConfig
 from pipeline.config.data import SOURCE_FORMATS, DataConfig, SourceConfig
 from pipeline.config.evaluate import EvalConfig, GenerateConfig
+from pipeline.config.finetune import FinetuneConfig
 from pipeline.config.load import DEFAULT_PRESET, PRESET_DIR, apply_override, dump_config, load_config
 from pipeline.config.load import preset_path, set_key, validate_config
 from pipeline.config.model import ModelSection
@@ -33,7 +35,8 @@ from pipeline.config.tune import Distribution, TuneConfig, parse_space
 
 __all__ = [
     "ConfigError", "Section", "flatten", "CurateConfig", "SOURCE_FORMATS", "DataConfig", "SourceConfig",
-    "EvalConfig", "GenerateConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
+    "EvalConfig", "GenerateConfig", "FinetuneConfig",
+    "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
     "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig", "GateConfig", "GateRule",
     "MonitorConfig", "Distribution", "TuneConfig", "parse_space",

@@ -42,6 +42,13 @@ class EvalConfig(Section):
     """Run the generated programs without operating-system isolation (their own user, PID, mount and
     network namespaces). Only where isolation is impossible and the code is trusted: without it, a
     program can read your files and keep running after the evaluation (docs/evaluation.md)."""
+    task_file: str | None = None
+    """A labelled task file, JSONL of {"input", "label", "choices"?}: scored by accuracy (ranking the
+    labels' log-likelihoods) and exact match of the greedy answer, as lm-eval tasks generated from
+    it (task/<name>/acc, task/<name>/exact_match; docs/finetuning.md). The prompt is
+    finetune.template around the input, in the chat role tokens. None: finetune.eval_file, if set."""
+    task_name: str | None = None
+    """The task's name in the metrics; None: the file's stem."""
     conversations: str | None = None
     """JSONL of multi-turn conversations for the conversational metrics (docs/evaluation.md): the
     model answers every assistant turn afresh; None skips them."""

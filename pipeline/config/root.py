@@ -10,6 +10,7 @@ from pipeline.config.base import Section, flatten
 from pipeline.config.curate import CurateConfig
 from pipeline.config.data import DataConfig
 from pipeline.config.evaluate import EvalConfig, GenerateConfig
+from pipeline.config.finetune import FinetuneConfig
 from pipeline.config.model import ModelSection
 from pipeline.config.monitor import GateConfig, MonitorConfig
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
@@ -29,6 +30,7 @@ class Config(Section):
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -78,32 +78,40 @@ def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path
     (`train.max_failures`). `fresh` deletes the run's earlier checkpoints first (a forced rerun).
     """
     job = build_job(cfg, tokens_dir, run_id)
-    storage = storage_root(cfg, storage_dir)
+    return launch(job, cfg.train, output_dir, storage_dir, run_name, fresh=fresh)
+
+
+def launch(job: TrainJob, tc: TrainConfig, output_dir: Path, storage_dir: Path, run_name: str, fresh: bool = False,
+           loop=train_loop_per_worker) -> dict:
+    """Fit `loop` (a per-worker entry taking the job as a dict) on Ray Train under the `train`
+    section tc; export the kept checkpoint to output_dir; return the metrics (see run_train)."""
+    storage = storage_root(tc, storage_dir)
     if fresh:
         delete_run(storage, run_name)
     log_path = failure_log_path(storage, storage_dir, run_name)
-    result = fit(trainer_for(cfg, job, storage, run_name, log_path), cfg, storage, run_name, log_path)
-    return finish(result, cfg.train.final_checkpoint, output_dir, where=f"run {run_name} in {storage}")
+    result = fit(trainer_for(job, tc, storage, run_name, log_path, loop=loop), tc, storage, run_name, log_path)
+    return finish(result, tc.final_checkpoint, output_dir, where=f"run {run_name} in {storage}")
 
 
-def storage_root(cfg: Config, storage_dir: Path) -> str:
+def storage_root(tc: TrainConfig, storage_dir: Path) -> str:
     """Ray Train's storage path: train.storage_path, else storage_dir (made absolute, as Ray wants)."""
-    storage = cfg.train.storage_path or str(storage_dir)
+    storage = tc.storage_path or str(storage_dir)
     if "://" not in storage:  # a local folder
         storage = str(Path(storage).expanduser().resolve())
     return storage
 
 
-def trainer_for(cfg: Config, job: TrainJob, storage: str, run_name: str, log_path: Path, callbacks=()):
-    """The TorchTrainer of `ownlm train`; `callbacks` are more Ray Train callbacks (a Tune trial's
-    TuneReportCallback)."""
+def trainer_for(job: TrainJob, tc: TrainConfig, storage: str, run_name: str, log_path: Path, callbacks=(),
+                loop=train_loop_per_worker):
+    """The TorchTrainer of `ownlm train` (or of `loop`: fine-tuning's); `callbacks` are more Ray
+    Train callbacks (a Tune trial's TuneReportCallback)."""
     from ray.train.torch import TorchTrainer
 
-    return TorchTrainer(train_loop_per_worker, train_loop_config=asdict(job), scaling_config=scaling_config(cfg.train),
-                        run_config=run_config(cfg.train, run_name, storage, log_path, callbacks))
+    return TorchTrainer(loop, train_loop_config=asdict(job), scaling_config=scaling_config(tc),
+                        run_config=run_config(tc, run_name, storage, log_path, callbacks))
 
 
-def fit(trainer, cfg: Config, storage: str, run_name: str, log_path: Path):
+def fit(trainer, tc: TrainConfig, storage: str, run_name: str, log_path: Path):
     """trainer.fit(); a failed run raises TrainError in one line, its errors in full in log_path."""
     from ray.train import TrainingFailedError
 
@@ -115,7 +123,7 @@ def fit(trainer, cfg: Config, storage: str, run_name: str, log_path: Path):
         # to the log file (the controller wrote the workers' there already), the message is one line.
         if not getattr(e, "worker_failures", None):
             failures.append(log_path, f"training failed ({where})", {"Ray Train": e})
-        raise TrainError(failures.summary(e, max_failures=cfg.train.max_failures, where=where, log_path=log_path,
+        raise TrainError(failures.summary(e, max_failures=tc.max_failures, where=where, log_path=log_path,
                                           resume_step=failures.last_checkpoint_step(run_path(storage, run_name))
                                           )) from e
 

@@ -21,7 +21,7 @@ import torch
 
 from model.checkpoint import load_model
 from model.config import ModelConfig, flops_per_token
-from model.objectives import loss_terms, training_loss
+from model.objectives import loss_terms
 from model.transformer import Transformer
 from pipeline.config import TrainConfig
 from pipeline.packed import PackedSplit
@@ -79,14 +79,19 @@ class Progress:
 
 
 def train_loop_per_worker(job_dict: dict) -> dict:
-    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`.
+    """Ray Train's entry point on every worker; rank 0's summary becomes `Result.return_value`."""
+    return run_on_worker(Trainer, TrainJob, job_dict)
+
+
+def run_on_worker(trainer_cls, job_cls, job_dict: dict) -> dict:
+    """Build trainer_cls(job_cls(**job_dict)) on this Ray Train worker and fit it.
 
     An error leaves with its traceback attached (failures.TRACEBACK_ATTR), for the failure log
     that Ray Train's controller writes; the console gets no traceback (failures.py)."""
     _quiet_ray_train_reports()
     quiet_console_tracebacks()
     try:
-        return Trainer(TrainJob(**job_dict), RaySession()).fit()
+        return trainer_cls(job_cls(**job_dict), RaySession()).fit()
     except BaseException as e:
         with contextlib.suppress(Exception):  # an exception type without __dict__ goes as it is
             setattr(e, TRACEBACK_ATTR, traceback.format_exc())
@@ -118,7 +123,7 @@ class Trainer:
         # --- model: the same initial weights on every worker, then wrapped for the strategy
         torch.manual_seed(tc.seed)
         self.dtype = parallel.compute_dtype(tc.mixed_precision, device)
-        self.model = parallel.parallelize(initial_model(self.mcfg, job.init_from), strategy=tc.strategy, device=device,
+        self.model = parallel.parallelize(self.build_model(), strategy=tc.strategy, device=device,
                                           world=world, dtype=self.dtype, compile=tc.compile,
                                           cpu_offload=tc.cpu_offload)
         self.optimizer = build_optimizer(self.model, lr=tc.lr, weight_decay=tc.weight_decay,
@@ -127,11 +132,9 @@ class Trainer:
         _seed_all(tc.seed * 1000 + rank + 1)
 
         # --- data and budget
-        self.train_split = PackedSplit(job.tokens_dir, "train")
-        self.val_split = PackedSplit(job.tokens_dir, "val")
+        seq_len = self.build_data()
         self.loader = ShuffledBatches(self.train_split, tc.batch_size, rank, world, tc.seed,
                                       weights=job.source_weights)
-        seq_len = self.train_split.manifest.seq_len
         self.tokens_per_step = self.loader.global_batch * tc.grad_accum_steps * seq_len
         self.total_steps = tc.max_steps
         if tc.epochs is not None:
@@ -152,6 +155,23 @@ class Trainer:
         self.logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
         self.fault = KillWorker.from_env()
         self._eta: float | None = None
+
+    # ---- what a variant of the loop replaces (pipeline/finetune/loop.py) ----
+
+    def build_model(self) -> torch.nn.Module:
+        """The model to train, before it is wrapped for the strategy: parameters that do not
+        require gradients stay out of the optimizer."""
+        return initial_model(self.mcfg, self.job.init_from)
+
+    def build_data(self) -> int:
+        """Set self.train_split and self.val_split; return the sequence length of a row."""
+        self.train_split = PackedSplit(self.job.tokens_dir, "train")
+        self.val_split = PackedSplit(self.job.tokens_dir, "val")
+        return self.train_split.manifest.seq_len
+
+    def loss_terms(self, rows: torch.Tensor, generator: torch.Generator | None = None):
+        """(summed loss, predicted-token count) of a batch of rows (model.objectives)."""
+        return loss_terms(self.model, rows, generator=generator, **self.loss_kwargs)
 
     # ---- the loop ----
 
@@ -202,7 +222,8 @@ class Trainer:
             rows = self._to_device(self.loader.batch(p.position))
             p.position = self.loader.advance(p.position)
             with parallel.autocast(self.device, self.dtype, self.model):
-                loss = training_loss(self.model, rows, **self.loss_kwargs) / tc.grad_accum_steps
+                total, count = self.loss_terms(rows)
+                loss = total / count.clamp(min=1) / tc.grad_accum_steps
             with parallel.gradient_sync(self.model, enabled=micro == tc.grad_accum_steps - 1):
                 loss.backward()
             loss_sum += loss.detach()
@@ -233,7 +254,7 @@ class Trainer:
         tc, p = self.tc, self.progress
         with parallel.autocast(self.device, self.dtype, self.model):
             val = validate(self.model, self.val_split, tc.batch_size, tc.eval_batches, self.rank, self.world,
-                           self.device, **self.loss_kwargs)
+                           self.device, terms=self.loss_terms, **self.loss_kwargs)
         if val < p.best_val - tc.early_stopping_min_delta:
             p.best_val, p.evals_without_improvement = val, 0
         else:
@@ -315,12 +336,15 @@ def initial_model(mcfg: ModelConfig, init_from: str | None) -> Transformer:
 
 
 def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int, device,
-             family: str = "causal", pad_id: int | None = None, mask_id: int | None = None) -> float:
+             family: str = "causal", pad_id: int | None = None, mask_id: int | None = None,
+             terms=None) -> float:
     """Token-weighted mean validation loss over the first batch_size*max_batches*world rows, split
     across workers. Every worker runs the same number of forward passes (FSDP2 gathers weights
     collectively in each), a worker without rows left on a dummy row that counts for nothing.
 
-    Objectives that draw random masks use a fixed seed, so every validation scores the same task."""
+    Objectives that draw random masks use a fixed seed, so every validation scores the same task.
+    terms(rows, generator) -> (summed loss, count) replaces the objective (Trainer.loss_terms); a
+    split with a `blank_row()` gives the dummy row itself."""
     pad_id = split.pad_id if pad_id is None else pad_id
     model.eval()
     n_rows = min(len(split), batch_size * max_batches * world)
@@ -329,11 +353,18 @@ def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank:
     total = torch.zeros(2, dtype=torch.float64, device=device)
     with torch.no_grad():
         for start in range(0, math.ceil(n_rows / world), batch_size):
-            rows = split.rows(mine[start:start + batch_size]) if start < len(mine) else \
-                np.full((1, split.manifest.seq_len + 1), pad_id, dtype=np.int64)
+            if start < len(mine):
+                rows = split.rows(mine[start:start + batch_size])
+            elif hasattr(split, "blank_row"):
+                rows = split.blank_row()
+            else:
+                rows = np.full((1, split.manifest.seq_len + 1), pad_id, dtype=np.int64)
             rows = torch.as_tensor(rows, dtype=torch.long, device=device)
-            loss_sum, count = loss_terms(model, rows, family=family, pad_id=pad_id, mask_id=mask_id,
-                                         generator=generator)
+            if terms is not None:
+                loss_sum, count = terms(rows, generator)
+            else:
+                loss_sum, count = loss_terms(model, rows, family=family, pad_id=pad_id, mask_id=mask_id,
+                                             generator=generator)
             # A batch with nothing to predict (only padding) scores 0 of 0, not NaN.
             total[0] += torch.where(count > 0, loss_sum.double(), 0.0)
             total[1] += count

@@ -70,8 +70,8 @@ def run_trial(config: dict, setup: TrialSetup) -> None:
         job = replace(launch.build_job(cfg, Path(setup.tokens_dir), mlflow_run),
                       init_checkpoint=config.get(INIT_CHECKPOINT))
         log_path = launch.failure_log_path(setup.storage, Path(setup.local_dir), name)
-        trainer = launch.trainer_for(cfg, job, setup.storage, name, log_path, callbacks=[TuneReportCallback()])
-        result = launch.fit(trainer, cfg, setup.storage, name, log_path)
+        trainer = launch.trainer_for(job, cfg.train, setup.storage, name, log_path, callbacks=[TuneReportCallback()])
+        result = launch.fit(trainer, cfg.train, setup.storage, name, log_path)
         launch.raise_if_diverged(result)
     except UserError as e:
         raise TrialError(str(e)) from e

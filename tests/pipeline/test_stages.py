@@ -27,11 +27,16 @@ def test_the_cli_has_one_command_per_registered_stage_in_registry_order():
 
 
 def test_ownlm_run_runs_the_registry_in_order_and_from_offers_its_names():
-    # tune is off by default (tune.enabled), sample on (data.sample): each record's `enabled` decides
-    assert run.stages_for(load_config(None)) == [n for n in stages.NAMES if n != "tune"]
+    # tune runs only with tune.enabled, finetune only with data to fine-tune on (finetune.data), sample
+    # with data.sample: each record's `enabled` decides
+    optional = ("tune", "finetune")
+    assert run.stages_for(load_config(None)) == [n for n in stages.NAMES if n not in optional]
+    everything = run.stages_for(load_config(None, ["tune.enabled=true", "finetune.data=tasks.jsonl"]))
+    assert everything == list(stages.NAMES)
+    assert everything.index("tokenize") < everything.index("tune") < everything.index("train")
+    assert everything.index("finetune") == everything.index("train") + 1
     without_sample = run.stages_for(load_config(None, ["data.sample=false", "tune.enabled=true"]))
-    assert without_sample == [n for n in stages.NAMES if n != "sample"]
-    assert without_sample.index("tokenize") < without_sample.index("tune") < without_sample.index("train")
+    assert without_sample == [n for n in stages.NAMES if n not in ("sample", "finetune")]
     run_parser = next(a for a in cli.build_parser()._actions
                       if isinstance(a, argparse._SubParsersAction)).choices["run"]
     from_stage = next(a for a in run_parser._actions if a.dest == "from_stage")

@@ -165,15 +165,15 @@ def test_non_finite_loss_stops_before_the_optimizer_step(tokens, tmp_path, monke
     import pipeline.train.loop
 
     trainer = Trainer(make_job(tokens, tmp_path, max_steps=5), LocalSession(tmp_path / "ckpt"))
-    real = pipeline.train.loop.training_loss
+    real = pipeline.train.loop.loss_terms
     calls = []
 
     def poisoned(*args, **kwargs):
         calls.append(1)
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if len(calls) == 3 else loss
+        total, count = real(*args, **kwargs)
+        return (total * float("nan") if len(calls) == 3 else total), count
 
-    monkeypatch.setattr(pipeline.train.loop, "training_loss", poisoned)
+    monkeypatch.setattr(pipeline.train.loop, "loss_terms", poisoned)
     trainer.train_step(lr=1e-3)
     trainer.train_step(lr=1e-3)
     before = weights(trainer)
