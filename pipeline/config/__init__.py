@@ -12,6 +12,7 @@ ones the rest of the project imports:
     model.py     model: a preset and its overrides
     train.py     train
     evaluate.py  eval, generate (sampling settings, as model.sampling.SamplingParams)
+    serve.py     serve: the OpenAI-compatible server's address, scaling, batching and limits
     root.py      Config: one field per section
     load.py      load_config: YAML + --set + typed flag values + --root, every problem in one error
 """
@@ -24,6 +25,7 @@ from pipeline.config.load import preset_path, set_key, validate_config
 from pipeline.config.model import ModelSection
 from pipeline.config.root import Config
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
+from pipeline.config.serve import ServeConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
 
@@ -31,5 +33,5 @@ __all__ = [
     "ConfigError", "Section", "flatten", "CurateConfig", "SOURCE_FORMATS", "DataConfig", "SourceConfig",
     "EvalConfig", "GenerateConfig", "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
-    "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig",
+    "TrackingConfig", "ServeConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig",
 ]

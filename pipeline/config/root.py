@@ -12,6 +12,7 @@ from pipeline.config.data import DataConfig
 from pipeline.config.evaluate import EvalConfig, GenerateConfig
 from pipeline.config.model import ModelSection
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
+from pipeline.config.serve import ServeConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
 
@@ -28,6 +29,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def root(self) -> Path:
