@@ -6,7 +6,7 @@ every request is one batch item, streamed back step by step.
 The ingress tokenizes, checks every limit and answers refusals in OpenAI's error shape, so a
 bad request never reaches (or fails) a batch that other requests share.
 """
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request) at runtime.
 
 import asyncio
 import hmac
@@ -89,7 +89,7 @@ class ModelServer:
         device = "cuda" if settings.gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
         model, _ = load_model(settings.model_path, device=device)
         self.engine = Engine(model, load_tokenizer(settings.model_path))
-        for method in (self.generate, self.embed, self.score):
+        for method in (self._generate_batch, self.embed, self.score):
             method.set_max_batch_size(settings.max_batch_size)
             method.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         self.batch_sizes: dict[int, int] = {}
@@ -97,8 +97,15 @@ class ModelServer:
                                       boundaries=[1, 2, 4, 8, 16, 32, 64])
         self.token_metric = Counter("ownlm_generated_tokens", description="tokens generated")
 
+    async def generate(self, seq: Sequence):
+        """One choice's pieces as they are decoded, in a batch with whatever else is running.
+        (An async generator of its own: Serve runs the plain function that @serve.batch makes
+        of a generator as a sync method, in a thread, and refuses its async result.)"""
+        async for piece in self._generate_batch(seq):
+            yield piece
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)  # the settings replace both in __init__
-    async def generate(self, seqs: list[Sequence]):
+    async def _generate_batch(self, seqs: list[Sequence]):
         """Batched and streamed: per step, one item per request (its Piece, None while its group
         waits), StopIteration once it has finished."""
         self._count(len(seqs))

@@ -15,7 +15,7 @@ from pathlib import Path
 from model.errors import UsageError
 from pipeline.commands.command import Command, Invocation
 from pipeline.commands.model_tools import MODEL
-from pipeline.config import Config
+from pipeline.config import Config, ServeConfig
 from pipeline.options import ConfigFlag
 from pipeline.raysession import cluster_address, ensure_ray
 
@@ -36,10 +36,10 @@ def served_name(source: str) -> str:
     return Path(source).name
 
 
-def settings_for(cfg: Config, source: str):
+def settings_for(s: ServeConfig, source: str):
+    """The deployments' settings: the `serve` section, the checkpoint, and the key from the environment."""
     from pipeline.serve.app import ServeSettings  # ray and fastapi: only when serving
 
-    s = cfg.serve
     return ServeSettings(
         model_path=source, model_name=s.model_name or served_name(source),
         api_key=s.api_key or os.environ.get(API_KEY_ENV) or None, max_batch_size=s.max_batch_size,
@@ -48,13 +48,12 @@ def settings_for(cfg: Config, source: str):
         gpus_per_replica=s.gpus_per_replica, replicas=s.replicas, autoscale=s.autoscale_range())
 
 
-def start(cfg: Config, settings) -> str:
+def start(s: ServeConfig, settings) -> str:
     """Deploy the application on the Ray instance this process has joined; returns its base URL."""
     from ray import serve
 
     from pipeline.serve.app import build_app
 
-    s = cfg.serve
     serve.start(http_options={"host": s.host, "port": s.port})
     serve.run(build_app(settings), name=s.app_name, route_prefix="/")
     host = f"[{s.host}]" if ":" in s.host else s.host
@@ -85,12 +84,12 @@ def serve_command(inv: Invocation) -> int:
                          "--head` and pass --set cluster.address=auto (or run inside `ownlm submit`)")
     source = model_source(inv)
     _check_model(source)
-    settings = settings_for(cfg, source)
+    settings = settings_for(cfg.serve, source)
     if not _is_loopback(cfg.serve.host) and settings.api_key is None:
         print(f"ownlm: warning: serving on {cfg.serve.host} without an API key: anyone who reaches this port can "
               f"use the model (set serve.api_key or {API_KEY_ENV})", file=sys.stderr)
     ray = ensure_ray(cfg)
-    url = start(cfg, settings)
+    url = start(cfg.serve, settings)
     print(f"ownlm: serving {source} as {settings.model_name!r} at {url}/v1 (OpenAI API; /health, /tokenize)")
     dashboard = _dashboard_url(ray)
     if dashboard:
