@@ -9,6 +9,7 @@ bad request never reaches (or fails) a batch that other requests share.
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request) at runtime.
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import time
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException
 
 from model.sampling import SamplingParams
 from pipeline.serve import responses
-from pipeline.serve.engine import Sequence
+from pipeline.serve.engine import Sequence, merge
 from pipeline.serve.protocol import (
     ApiError,
     ChatRequest,
@@ -66,6 +67,12 @@ def build_app(settings: ServeSettings):
     return _api_deployment().options(name="Api", ray_actor_options={"num_cpus": 0}).bind(model, settings)
 
 
+def app_builder(args: dict):
+    """The application for a Serve config file (`serve run` / `serve deploy`): import_path
+    `pipeline.serve.app:app_builder`, args the ServeSettings fields (model_path, model_name, ...)."""
+    return build_app(ServeSettings(**{k: tuple(v) if k == "autoscale" and v else v for k, v in args.items()}))
+
+
 def _scaling(settings: ServeSettings) -> dict:
     if settings.autoscale is None:
         return {"num_replicas": settings.replicas}
@@ -101,8 +108,11 @@ class ModelServer:
         """One choice's pieces as they are decoded, in a batch with whatever else is running.
         (An async generator of its own: Serve runs the plain function that @serve.batch makes
         of a generator as a sync method, in a thread, and refuses its async result.)"""
-        async for piece in self._generate_batch(seq):
-            yield piece
+        if seq.stream:
+            async for piece in self._generate_batch(seq):
+                yield piece
+            return
+        yield merge([piece async for piece in self._generate_batch(seq) if piece is not None])
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)  # the settings replace both in __init__
     async def _generate_batch(self, seqs: list[Sequence]):
@@ -166,6 +176,13 @@ async def _api_error(request: Request, e: ApiError):
 async def _http_error(request: Request, e: HTTPException):  # unknown paths, wrong methods
     code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code)
     return JSONResponse(ApiError(e.status_code, str(e.detail), code=code).body(), status_code=e.status_code)
+
+
+@http.exception_handler(Exception)
+async def _server_error(request: Request, e: Exception):  # a bug of ours: still OpenAI's shape, and logged
+    log.exception("request failed")
+    return JSONResponse(ApiError(500, f"internal error: {type(e).__name__}: {e}", type="server_error").body(),
+                        status_code=500)
 
 
 def _api_deployment():
@@ -245,8 +262,8 @@ class Api:
                 seqs.append(Sequence(ids, max_tokens, params, req.stop_strings(), stop_ids, logprobs))
         return seqs
 
-    def _stream(self, seq: Sequence):
-        return self.model.options(stream=True).generate.remote(seq)
+    def _stream(self, seq: Sequence, stream: bool = True):
+        return self.model.options(stream=True).generate.remote(dataclasses.replace(seq, stream=stream))
 
     # -- endpoints --
 
@@ -308,8 +325,8 @@ class Api:
                                                         for m in req.messages]))
         except ValueError as e:  # MissingSpecialTokens: the tokenizer has no chat roles
             raise ApiError(400, f"this model cannot chat: {e}", param="messages") from None
-        max_tokens = min(max_tokens, self.window - len(ids)) if req.max_tokens is None and \
-            req.max_completion_tokens is None else max_tokens
+        if req.max_tokens is None and req.max_completion_tokens is None:  # as long as the window allows
+            max_tokens = max(1, min(max_tokens, self.window - len(ids)))
         self._fits(ids, max_tokens)
         stops = [self.tok.eot_id] + ([self.tok.end_of_turn_id] if self.tok.end_of_turn_id is not None else [])
         seqs = self._sequences(req, [ids], max_tokens, stops, None)
@@ -369,7 +386,7 @@ class Api:
     # -- generation plumbing --
 
     async def _collect(self, seq: Sequence, choice: responses.ChoiceText) -> None:
-        async for piece in self._stream(seq):
+        async for piece in self._stream(seq, stream=False):
             if piece is not None:
                 choice.add(piece)
 

@@ -27,6 +27,8 @@ class Sequence:
     """Tokens that end the choice (end-of-text, end of turn; not included in the text)."""
     logprobs: int | None = None
     """Report each generated token's log-probability and this many top alternatives (None: no)."""
+    stream: bool = True
+    """Hand back each step's piece; False: one piece at the end (one message instead of one per token)."""
 
 
 @dataclass
@@ -40,6 +42,13 @@ class Piece:
     """(token text, its log-probability, {top token text: log-probability}) per new token."""
     finish_reason: str | None = None
     """'stop' (a stop string or token) or 'length' (max_tokens), on the last piece."""
+
+
+def merge(pieces: list[Piece]) -> Piece:
+    """Consecutive pieces of one choice as one."""
+    logprobs = None if all(p.logprobs is None for p in pieces) else [e for p in pieces for e in p.logprobs or []]
+    return Piece("".join(p.text for p in pieces), [t for p in pieces for t in p.tokens], logprobs,
+                 next((p.finish_reason for p in reversed(pieces) if p.finish_reason), None))
 
 
 class _Choice:
