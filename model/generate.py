@@ -14,7 +14,8 @@ for benchmarking what the cache buys.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -317,7 +318,7 @@ def generate_batch(
 
 def generate_text(
     model: Transformer,
-    tokenizer: "Tokenizer",
+    tokenizer: Tokenizer,
     prompt: str,
     params: SamplingParams = GREEDY,
     *,
@@ -331,7 +332,7 @@ def generate_text(
 
 def generate_texts(
     model: Transformer,
-    tokenizer: "Tokenizer",
+    tokenizer: Tokenizer,
     prompts: list[str],
     params: SamplingParams = GREEDY,
     *,
