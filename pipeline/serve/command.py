@@ -128,12 +128,10 @@ def _dashboard_url(ray) -> str | None:
 def _wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM (a `kill`, a container stop, a Ray Job being stopped)."""
     stopped = threading.Event()
-    while not stopped.is_set():
-        # Re-installed every turn: Ray's core worker installs its own crash handler for SIGTERM
-        # (which aborts the process) after ray.init returns, replacing one set once here.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopped.set())
-        stopped.wait(0.5)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    while not stopped.wait(0.5):
+        pass
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
