@@ -14,7 +14,8 @@ for benchmarking what the cache buys.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,29 @@ def sample(logits: torch.Tensor, params: SamplingParams = GREEDY,
     probs = F.softmax(logits, dim=-1)  # (..., V)
     ids = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
     return ids.view(probs.shape[:-1])
+
+
+class RowSampler:
+    """Picks the next token of every row of a batch: one SamplingParams for all rows (`sample`
+    on the whole batch), or one per row, as in a server's batch of unrelated requests, where
+    each seeded row draws from its own generator so that its text does not depend on which
+    other requests shared its batch."""
+
+    def __init__(self, params: SamplingParams | list[SamplingParams], device):
+        self.per_row = not isinstance(params, SamplingParams)
+        rows = list(params) if self.per_row else [params]
+        self.params = rows
+        self.generators = [None if p.seed is None else torch.Generator(device=device).manual_seed(p.seed)
+                           for p in rows]
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits -> (B,) token ids."""
+        if not self.per_row:
+            return sample(logits, self.params[0], self.generators[0])
+        if all(p.temperature == 0 for p in self.params):
+            return logits.argmax(dim=-1)
+        return torch.stack([sample(logits[row], p, g)
+                            for row, (p, g) in enumerate(zip(self.params, self.generators))])
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -93,12 +117,22 @@ def decode_n_tokens(
     row has emitted one of stop_ids; rows that stopped earlier keep decoding, and the caller
     drops what follows their stop. With a cache each step feeds one token per row at slot
     L, L+1, ...; without one (cache None) every step recomputes the whole sequence."""
+    def pick(x):
+        return sample(x, params, generator)
+
+    for token, _ in _decode_steps(model, logits, cache, context, n, pick, padding_mask=padding_mask,
+                                  prefix_len=prefix_len, stop_ids=stop_ids):
+        yield token
+
+
+def _decode_steps(model, logits, cache, context, n, pick, *, padding_mask=None, prefix_len=None, stop_ids=()):
+    """decode_n_tokens, yielding (token (B,), the logits (B, V) it was picked from)."""
     B, pos = context.shape
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=logits.device)
     done = torch.zeros(B, dtype=torch.bool, device=logits.device)
     for i in range(n):
-        token = sample(logits, params, generator)  # (B,)
-        yield token
+        token = pick(logits)  # (B,)
+        yield token, logits
         done |= torch.isin(token, stop)
         if i == n - 1 or bool(done.all()):
             return  # no forward for a token nobody will read
@@ -127,6 +161,14 @@ def fill_masks_left_to_right(
     whole row, put the prediction in its place, repeat (Wang & Cho 2019). Every step re-reads
     the whole sequence, since a bidirectional model's earlier states change with each new
     token: there is no KV cache to keep. Yields (B,) tokens per step like decode_n_tokens."""
+    def pick(x):
+        return sample(x, params, generator)
+
+    for token, _ in _fill_mask_steps(model, context, n, pick, padding_mask=padding_mask, stop_ids=stop_ids):
+        yield token
+
+
+def _fill_mask_steps(model, context, n, pick, *, padding_mask=None, stop_ids=()):
     B = context.shape[0]
     mask = torch.full((B, 1), model.cfg.mask_id, dtype=context.dtype, device=context.device)
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=context.device)
@@ -136,9 +178,9 @@ def fill_masks_left_to_right(
         if padding_mask is not None:
             padding_mask = F.pad(padding_mask, (0, 1), value=True)
         logits = model(context, padding_mask=padding_mask)[:, -1]  # (B, V): the mask's slot
-        token = sample(logits, params, generator)  # (B,)
+        token = pick(logits)  # (B,)
         context[:, -1] = token
-        yield token
+        yield token, logits
         done |= torch.isin(token, stop)
         if bool(done.all()):
             return
@@ -166,13 +208,31 @@ def _stop_ids(eos_id: int | list[int] | None) -> list[int]:
     return [int(eos_id)] if isinstance(eos_id, int) else [int(i) for i in eos_id]
 
 
-@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
 def _decode_rows(model, prompts, n, params: SamplingParams, stop_ids, use_cache, pad_id=0):
     """Left-pad the prompts to one length and yield (B,) tokens per step (decode_n_tokens)."""
+    for token, _ in decode_steps(model, prompts, n, params, stop_ids=stop_ids, use_cache=use_cache, pad_id=pad_id):
+        yield token
+
+
+@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
+def decode_steps(
+    model: Transformer,
+    prompts: list[list[int]],
+    n: int,
+    params: SamplingParams | list[SamplingParams] = GREEDY,
+    *,
+    stop_ids: list[int] = (),
+    use_cache: bool = True,
+    pad_id: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batched decoding loop under every generate function and the server: left-pad the
+    prompts (each non-empty, with width + n within the model's window) to one length and yield,
+    up to n times, (token (B,), the logits (B, V) it was picked from), until every row has
+    emitted one of stop_ids. params: one SamplingParams for every row, or one per row."""
     if n == 0:
         return
     device = model.tok_embeddings.weight.device
-    generator = None if params.seed is None else torch.Generator(device=device).manual_seed(params.seed)
+    pick = RowSampler(params, device)
     width = max(len(p) for p in prompts)
     tokens = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)  # (B, P)
     padding_mask = None
@@ -181,18 +241,15 @@ def _decode_rows(model, prompts, n, params: SamplingParams, stop_ids, use_cache,
     # A prefix LM reads the whole prompt bidirectionally; left padding lines every prompt up to end at `width`.
     prefix_len = width if model.cfg.family == "prefix" else None
     if model.cfg.family == "masked":
-        yield from fill_masks_left_to_right(model, tokens, n, padding_mask=padding_mask, params=params,
-                                            generator=generator, stop_ids=stop_ids)
+        yield from _fill_mask_steps(model, tokens, n, pick, padding_mask=padding_mask, stop_ids=stop_ids)
         return
     cache = model.make_cache(batch_size=len(prompts), max_len=width + n) if use_cache else None
     if cache is not None:
         logits = prefill(model, tokens, cache, padding_mask=padding_mask, prefix_len=prefix_len)
     else:
         logits = model(tokens, padding_mask=padding_mask, prefix_len=prefix_len)[:, -1]  # (B, V)
-    yield from decode_n_tokens(
-        model, logits, cache, tokens, n, padding_mask=padding_mask, prefix_len=prefix_len,
-        params=params, generator=generator, stop_ids=stop_ids,
-    )
+    yield from _decode_steps(model, logits, cache, tokens, n, pick, padding_mask=padding_mask,
+                             prefix_len=prefix_len, stop_ids=stop_ids)
 
 
 def generate_stream(
@@ -261,7 +318,7 @@ def generate_batch(
 
 def generate_text(
     model: Transformer,
-    tokenizer: "Tokenizer",
+    tokenizer: Tokenizer,
     prompt: str,
     params: SamplingParams = GREEDY,
     *,
@@ -275,7 +332,7 @@ def generate_text(
 
 def generate_texts(
     model: Transformer,
-    tokenizer: "Tokenizer",
+    tokenizer: Tokenizer,
     prompts: list[str],
     params: SamplingParams = GREEDY,
     *,

@@ -24,12 +24,14 @@ from pipeline.commands.registry_tools import PROMOTE
 from pipeline.commands.stage_commands import CONFIG, RUN, STAGE_COMMANDS
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.options import ConfigFlag, PathFlag
+from pipeline.serve.command import SERVE
 from pipeline.stages import layout_for
 from pipeline.tracking import git_commit
 from pipeline.tracking.registry import resolve_checkpoint
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    RUN, *STAGE_COMMANDS, PROMOTE, MONITOR, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS, ARENA, SUBMIT,
+    RUN, *STAGE_COMMANDS, PROMOTE, MONITOR, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS,
+    ARENA, SUBMIT, SERVE,
 )}
 
 

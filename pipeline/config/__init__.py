@@ -15,6 +15,7 @@ ones the rest of the project imports:
     tune.py      tune: the hyperparameter search and its search space
     finetune.py  finetune: supervised fine-tuning (full, LoRA) on the training loop
     evaluate.py  eval, generate (sampling settings, as model.sampling.SamplingParams)
+    serve.py     serve: the OpenAI-compatible server's address, scaling, batching and limits
     root.py      Config: one field per section
     load.py      load_config: YAML + --set + typed flag values + --root, every problem in one error
 """
@@ -29,6 +30,7 @@ from pipeline.config.model import ModelSection
 from pipeline.config.monitor import GateConfig, GateRule, MonitorConfig
 from pipeline.config.root import Config
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
+from pipeline.config.serve import ServeConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
 from pipeline.config.tune import Distribution, TuneConfig, parse_space
@@ -38,6 +40,6 @@ __all__ = [
     "EvalConfig", "GenerateConfig", "FinetuneConfig",
     "DEFAULT_PRESET", "PRESET_DIR", "apply_override", "dump_config", "load_config",
     "preset_path", "set_key", "validate_config", "ModelSection", "Config", "ClusterConfig", "StorageConfig",
-    "TrackingConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig", "GateConfig", "GateRule",
+    "TrackingConfig", "ServeConfig", "TokenizeConfig", "TokenizerConfig", "TrainConfig", "GateConfig", "GateRule",
     "MonitorConfig", "Distribution", "TuneConfig", "parse_space",
 ]

@@ -14,6 +14,7 @@ from pipeline.config.finetune import FinetuneConfig
 from pipeline.config.model import ModelSection
 from pipeline.config.monitor import GateConfig, MonitorConfig
 from pipeline.config.runtime import ClusterConfig, StorageConfig, TrackingConfig
+from pipeline.config.serve import ServeConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
 from pipeline.config.tune import TuneConfig
@@ -35,6 +36,7 @@ class Config(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def root(self) -> Path:
