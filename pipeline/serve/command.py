@@ -9,7 +9,7 @@ import ipaddress
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 from model.errors import UsageError
@@ -89,17 +89,25 @@ def serve_command(inv: Invocation) -> int:
         print(f"ownlm: warning: serving on {cfg.serve.host} without an API key: anyone who reaches this port can "
               f"use the model (set serve.api_key or {API_KEY_ENV})", file=sys.stderr)
     ray = ensure_ray(cfg)
-    url = start(cfg.serve, settings)
-    print(f"ownlm: serving {named} as {settings.model_name!r} at {url}/v1 (OpenAI API; /health, /tokenize)")
-    dashboard = _dashboard_url(ray)
-    if dashboard:
-        print(f"    Ray dashboard (Serve replicas, logs, metrics): {dashboard}")
-    if args.detach:
-        print(f"    left running; stop it with: ownlm serve --stop --set cluster.address={cfg.cluster.address or 'auto'}")
-        return 0
-    print("    Ctrl-C stops it", flush=True)
-    _wait_for_signal()
-    print("ownlm: stopping the server", file=sys.stderr)
+    # Our handlers replace the ones Ray's driver installs, from here on: a SIGTERM or Ctrl-C while
+    # the replicas start (or a Ray Job being stopped) interrupts, and Serve is shut down either way.
+    _stop_on_signals()
+    try:
+        url = start(cfg.serve, settings)
+        print(f"ownlm: serving {named} as {settings.model_name!r} at {url}/v1 (OpenAI API; /health, /tokenize)")
+        dashboard = _dashboard_url(ray)
+        if dashboard:
+            print(f"    Ray dashboard (Serve replicas, logs, metrics): {dashboard}")
+        if args.detach:
+            print(f"    left running; stop it with: ownlm serve --stop --set cluster.address="
+                  f"{cfg.cluster.address or 'auto'}", flush=True)
+            return 0
+        print("    Ctrl-C stops it", flush=True)
+        while True:
+            time.sleep(3600)  # until a signal raises _Stop
+    except _Stop:
+        pass
+    print("ownlm: stopping the server", file=sys.stderr, flush=True)
     from ray import serve
 
     serve.shutdown()
@@ -125,13 +133,19 @@ def _dashboard_url(ray) -> str | None:
     return f"http://{url}" if url and not url.startswith("http") else url
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM (a `kill`, a container stop, a Ray Job being stopped)."""
-    stopped = threading.Event()
+class _Stop(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, so that no `except Exception` on the way swallows it)."""
+
+
+def _raise_stop(signum, _frame):
+    raise _Stop(signum)
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM (a `kill`, a container stop, a Ray Job being stopped) raise _Stop in the
+    main thread, wherever it is: starting the replicas or waiting."""
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    while not stopped.wait(0.5):
-        pass
+        signal.signal(sig, _raise_stop)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
