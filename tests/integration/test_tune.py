@@ -117,3 +117,73 @@ def test_population_based_training_exploits_through_the_train_checkpoint(tokens,
     runs = sorted(p.name for p in (tmp_path / "tune-runs").glob("*-trials/*") if target in p.name)
     assert any(name.endswith("-g1") for name in runs), runs
 
+
+
+def _trials_ended_in_saved_state(experiment: Path) -> dict[str, str]:
+    """Tune's last saved experiment state: trial id -> status, for the trials it records as ended."""
+    ended = {}
+    for state in experiment.glob("experiment_state-*.json"):
+        try:
+            trial_data = json.loads(state.read_text())["trial_data"]
+        except (ValueError, KeyError, OSError):  # being rewritten
+            continue
+        for json_state, _ in trial_data:
+            trial = json.loads(json_state)
+            if trial.get("status") in ("TERMINATED", "ERROR"):
+                ended[trial["trial_id"]] = trial["status"]
+    return ended
+
+
+def test_resume_after_a_kill_finishes_the_search_without_rerunning_finished_trials(ray_session, tokens, tmp_path):
+    """`ownlm tune` as its own process (joining the tests' Ray instance), killed once a finished
+    trial is in Tune's saved state; `ownlm tune --resume` then runs only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps = 20
+    argv = tune_args(tmp_path, tokens, f"tune.max_steps={steps}", "tune.scheduler=fifo",
+                     "tune.max_concurrent_trials=1", "tune.search_space={train.lr: {grid: [3.0e-3, 1.0e-2, 2.0e-2]}}",
+                     f"cluster.address={ray_session.get_runtime_context().gcs_address}")
+    command = [sys.executable, "-m", "pipeline.cli", *argv]
+    first_log = tmp_path / "first.log"
+    with first_log.open("w") as log:
+        # Its own process group, so that the kill reaches everything it started.
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        finished_before = {}
+        while not finished_before and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            finished_before = {t: s for experiment in (tmp_path / "tune-runs").glob("search-*[!s]")
+                               for t, s in _trials_ended_in_saved_state(experiment).items()}
+        assert finished_before, f"no trial ended before the search did: rc {first.poll()}\n" + first_log.read_text()[-3000:]
+        assert first.poll() is None, "the search ended before it could be killed; give its trials more steps"
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGTERM)
+            try:
+                first.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(15)
+    assert not (tmp_path / "tune" / "results.json").exists()
+    experiment = next(p for p in (tmp_path / "tune-runs").glob("search-*") if p.is_dir() and not p.name.endswith("-trials"))
+    progress = {t: (experiment / t / "progress.csv").read_text() for t in finished_before}
+
+    resumed = subprocess.run([*command, "--resume"], check=False, capture_output=True, text=True, timeout=240)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    assert "[tune] resuming search-" in out
+    results = json.loads((tmp_path / "tune" / "results.json").read_text())
+    by_id = {t["trial_id"]: t for t in results["trials"]}
+    assert len(by_id) == 3 and all(t["status"] == "finished" and t["steps"] == steps for t in by_id.values()), by_id
+    for trial_id in finished_before:  # kept, not rerun: same id, same reports, and no line from the resumed run
+        assert by_id[trial_id]["iterations"] == steps // 10
+        assert (experiment / trial_id / "progress.csv").read_text() == progress[trial_id]
+        assert f"[tune] trial {trial_id} " not in out
+    for trial_id in set(by_id) - set(finished_before):
+        assert f"[tune] trial {trial_id} finished" in out, out[-3000:]
+    assert (tmp_path / "tune" / "best.yaml").exists() and results["best_trial"] in by_id
