@@ -32,6 +32,9 @@ from pipeline.tune.results import (
 )
 from pipeline.tune.trial import TrialSetup, run_trial
 
+STATE_SAVE_SECONDS = 3
+"""How often Tune saves the experiment's state while the search runs (a kill loses at most this)."""
+
 
 class TuneError(UserError, RuntimeError):
     """A search that cannot start or in which no trial finished: told in one line."""
@@ -88,6 +91,10 @@ def run_search(ctx: Context) -> dict:
     # Tune's own tables and banners would bury the progress lines; the legacy reporter at
     # verbose=0 prints nothing (a value the user sets wins).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune saves the experiment's state (what --resume restores) every 10 s or more by default; a
+    # search killed in between reruns the trials that ended since. The state of a search's few
+    # trials is a small JSON file, so it is saved every few seconds.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_SAVE_SECONDS))
     grid = tuner.fit()
     seconds = time.perf_counter() - start
     ended = [t for t in grid._experiment_analysis.trials if t.status in ("TERMINATED", "ERROR")]
@@ -186,22 +193,24 @@ class ProgressLines(tune.Callback):
     """One line per trial that ends, while the search runs."""
 
     def __init__(self, metric: str, total: int, steps: int):
-        self.metric, self.total, self.steps, self.done = metric, total, steps, 0
+        self.metric, self.total, self.steps = metric, total, steps
 
-    def _line(self, trial, how: str) -> None:
-        self.done += 1
+    def _line(self, trials, trial, how: str) -> None:
+        # Counted from Tune's trials, not by this callback: after --resume (which restores the
+        # callback as it was when the search started) the trials that ended before count too.
+        done = len({t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | {trial.trial_id})
         last = trial.last_result or {}
         value = last.get(self.metric)
         what = f"{self.metric} {value:.4f}" if isinstance(value, float) else f"no {self.metric}"
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(space.sampled(trial.config).items()))
-        print(f"[tune] trial {trial.trial_id} {how} ({self.done}/{self.total} ended): {what} at step "
+        print(f"[tune] trial {trial.trial_id} {how} ({done}/{self.total} ended): {what} at step "
               f"{last.get('step', 0)}; {params}", flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._line(trial, FINISHED if (trial.last_result or {}).get("step", 0) >= self.steps else "stopped")
+        self._line(trials, trial, FINISHED if (trial.last_result or {}).get("step", 0) >= self.steps else "stopped")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._line(trial, FAILED)
+        self._line(trials, trial, FAILED)
 
 
 def _short(value) -> str:

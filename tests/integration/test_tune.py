@@ -117,3 +117,95 @@ def test_population_based_training_exploits_through_the_train_checkpoint(tokens,
     runs = sorted(p.name for p in (tmp_path / "tune-runs").glob("*-trials/*") if target in p.name)
     assert any(name.endswith("-g1") for name in runs), runs
 
+
+
+
+def _experiment(root: Path) -> Path | None:
+    """Tune's experiment folder of the search under root (beside it: the trials' Train runs, `*-trials`)."""
+    return next((p for p in (root / "tune-runs").glob("search-*") if p.is_dir() and not p.name.endswith("-trials")),
+                None)
+
+
+def _ended_in_saved_state(experiment: Path | None) -> set[str]:
+    """The trials that Tune's last saved experiment state (what --resume restores) records as ended."""
+    ended = set()
+    for state in experiment.glob("experiment_state-*.json") if experiment else ():
+        try:
+            trial_data = json.loads(state.read_text())["trial_data"]
+        except (ValueError, KeyError, OSError):  # being rewritten
+            continue
+        for json_state, _ in trial_data:
+            trial = json.loads(json_state)
+            if trial.get("status") in ("TERMINATED", "ERROR"):
+                ended.add(trial["trial_id"])
+    return ended
+
+
+def _kill_group(process) -> None:
+    """SIGTERM to the process and everything it started (its own process group), then SIGKILL."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                continue
+    time.sleep(1)
+    try:  # nothing of the group is left (the trials' actors are the Ray instance's, which ends them with the job)
+        os.killpg(process.pid, 0)
+        raise AssertionError(f"processes of the killed search's group {process.pid} are still running")
+    except ProcessLookupError:
+        pass
+
+
+def test_resume_after_a_kill_finishes_the_search_without_rerunning_finished_trials(ray_session, tokens, tmp_path):
+    """`ownlm tune` as its own process (a driver joining the tests' Ray instance), killed once a
+    finished trial is in Tune's saved state; `ownlm tune --resume` then runs only the others:
+    the one killed mid-run restarts, the one not yet started starts."""
+    import subprocess
+    import sys
+    import time
+
+    steps = 20  # two reports each (train.eval_every=10)
+    argv = tune_args(tmp_path, tokens, f"tune.max_steps={steps}", "tune.scheduler=fifo",
+                     "tune.max_concurrent_trials=1", "tune.search_space={train.lr: {grid: [3.0e-3, 1.0e-2, 2.0e-2]}}",
+                     f"cluster.address={ray_session.get_runtime_context().gcs_address}")
+    command = [sys.executable, "-m", "pipeline.cli", *argv]
+    first_log = tmp_path / "first.log"
+    with first_log.open("w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, ended_before = time.monotonic() + 180, set()
+        while not ended_before and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            ended_before = _ended_in_saved_state(_experiment(tmp_path))
+        assert first.poll() is None, "the search ended before the kill: give its trials more steps\n" + \
+            first_log.read_text()[-3000:]
+        assert ended_before, "no trial ended within 180 s\n" + first_log.read_text()[-3000:]
+    finally:
+        _kill_group(first)
+    assert not (tmp_path / "tune" / "results.json").exists()
+    experiment = _experiment(tmp_path)
+    reports = {t: (experiment / t / "progress.csv").read_text() for t in ended_before}
+
+    resumed = subprocess.run([*command, "--resume"], check=False, capture_output=True, text=True, timeout=300)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, first_log.read_text()[-2000:] + "\n--- resumed:\n" + out[-3000:]
+    assert "[tune] resuming search-" in out
+    results = json.loads((tmp_path / "tune" / "results.json").read_text())
+    by_id = {t["trial_id"]: t for t in results["trials"]}
+    assert len(by_id) == 3 and ended_before < set(by_id)
+    assert all(t["status"] == "finished" and t["steps"] == steps for t in by_id.values()), by_id
+    for trial_id in ended_before:  # kept, not rerun: same id, same reports, and no line from the resumed run
+        assert by_id[trial_id]["iterations"] == steps // 10
+        assert (experiment / trial_id / "progress.csv").read_text() == reports[trial_id]
+        assert f"[tune] trial {trial_id} " not in out
+    for trial_id in set(by_id) - ended_before:
+        assert f"[tune] trial {trial_id} finished" in out, out[-3000:]
+    assert "(3/3 ended)" in out  # the count includes the trials that ended before the kill
+    assert (tmp_path / "tune" / "best.yaml").exists() and results["best_trial"] in by_id
