@@ -22,6 +22,7 @@ from ray.serve.metrics import Counter, Histogram
 from starlette.exceptions import HTTPException
 
 from model.sampling import SamplingParams
+from pipeline.config import ServeConfig
 from pipeline.serve import responses
 from pipeline.serve.engine import Sequence, merge
 from pipeline.serve.protocol import (
@@ -38,6 +39,12 @@ from pipeline.serve.protocol import (
 log = logging.getLogger("ray.serve")
 
 
+def _default(name: str):
+    """The `serve` config section's default for a setting: one source for both the CLI and a Serve
+    config file (`app_builder`), which gives only the settings it changes."""
+    return ServeConfig.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """What both deployments need, from the `serve` config section and the checkpoint."""
@@ -45,15 +52,15 @@ class ServeSettings:
     model_path: str
     model_name: str
     api_key: str | None = None
-    max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.01
-    max_tokens: int = 512
-    default_max_tokens: int = 16
-    max_n: int = 8
-    max_prompts: int = 64
-    cpus_per_replica: float = 1.0
-    gpus_per_replica: float = 0.0
-    replicas: int = 1
+    max_batch_size: int = _default("max_batch_size")
+    batch_wait_timeout_s: float = _default("batch_wait_timeout_s")
+    max_tokens: int = _default("max_tokens")
+    default_max_tokens: int = _default("default_max_tokens")
+    max_n: int = _default("max_n")
+    max_prompts: int = _default("max_prompts")
+    cpus_per_replica: float = _default("cpus_per_replica")
+    gpus_per_replica: float = _default("gpus_per_replica")
+    replicas: int = _default("replicas")
     autoscale: tuple[int, int] | None = None
 
 
