@@ -22,6 +22,7 @@ from pipeline.commands.model_tools import CHAT, EMBED, EXPORT, IMPORT
 from pipeline.commands.monitor_tools import MONITOR
 from pipeline.commands.registry_tools import PROMOTE
 from pipeline.commands.stage_commands import CONFIG, RUN, STAGE_COMMANDS
+from pipeline.commands.tracking_tools import TRACKING_SERVER
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.serve.command import SERVE
@@ -31,7 +32,7 @@ from pipeline.tracking.registry import resolve_checkpoint
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     RUN, *STAGE_COMMANDS, PROMOTE, MONITOR, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS,
-    ARENA, SUBMIT, SERVE,
+    ARENA, SUBMIT, SERVE, TRACKING_SERVER,
 )}
 
 
