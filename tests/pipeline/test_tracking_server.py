@@ -1,6 +1,7 @@
 """The pieces of `ownlm tracking-server` that need no server: the command line it runs, the auth
 settings it writes, and its refusal to start an authenticated server without a password."""
 import configparser
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,17 @@ def test_the_command_refuses_auth_without_a_password_in_one_line(tmp_path, monke
 def test_an_object_store_root_keeps_the_server_files_in_the_home_folder(tmp_path):
     assert server_folder(str(tmp_path)) == tmp_path / "tracking-server"
     assert server_folder("s3://bucket/ownlm").parts[-2:] == (".ownlm", "tracking-server")
+
+
+
+def test_the_kuberay_cluster_has_token_auth_and_tells_every_pod_where_to_log():
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "cluster" / "kuberay-raycluster.yaml").read_text())
+    spec = manifest["spec"]
+    assert manifest["kind"] == "RayCluster" and spec["authOptions"]["mode"] == "token"
+    pods = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    for pod in pods:
+        env = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+        assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= env
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
