@@ -66,3 +66,16 @@ def test_the_kuberay_cluster_has_token_auth_and_tells_every_pod_where_to_log():
         env = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
         assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= env
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+
+
+def test_mlflow_tracking_uri_is_the_default_server_and_submit_forwards_the_login(tmp_path, monkeypatch):
+    from pipeline.commands.cluster_tools import forwarded_tracking_env
+    from pipeline.config import load_config
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert load_config(None, [], root=tmp_path).tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert load_config(None, [], root=tmp_path).tracking_uri == "http://mlflow:5000"
+    assert load_config(None, ["tracking.uri=http://other:5000"], root=tmp_path).tracking_uri == "http://other:5000"
+    env = {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p", "MLFLOW_OTHER": "x", "HOME": "/h"}
+    assert forwarded_tracking_env(env) == {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"}
