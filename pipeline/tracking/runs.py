@@ -249,16 +249,28 @@ class ChildRuns:
     KEY_TAG = "ownlm.child"
 
     def __init__(self, uri: str | None, parent_run_id: str | None):
-        self.client, self.parent = None, parent_run_id
+        self.client, self.parent, self.uri = None, parent_run_id, uri
         if uri and parent_run_id:
             from mlflow import MlflowClient
 
             self.client = MlflowClient(tracking_uri=uri)
 
-    def open(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str | None:
-        """The run id of the parent's child tagged `key`, created (with params and tags) if none is."""
+    def _guarded(self, what: str, fn, *args, **kwargs):
+        """fn(...), or None once MLflow has failed (one warning; the trial goes on unrecorded)."""
         if self.client is None:
             return None
+        try:
+            return fn(*args, **kwargs)
+        except logging_errors() as e:
+            warn_lost(self.uri, f"{what}: {_short(e)}")
+            self.client = None
+            return None
+
+    def open(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str | None:
+        """The run id of the parent's child tagged `key`, created (with params and tags) if none is."""
+        return self._guarded(f"open the run of {key}", self._open, key, name, params, tags)
+
+    def _open(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         found = self.find(key)
         if found:
             self.client.update_run(found, status="RUNNING")
@@ -285,6 +297,9 @@ class ChildRuns:
     def close(self, key: str, status: str, tags: dict[str, Any] | None = None,
               metrics: dict[str, float] | None = None) -> None:
         """End the child tagged `key` (status FINISHED, FAILED or KILLED), with final tags and metrics."""
+        self._guarded(f"close the run of {key}", self._close, key, status, tags, metrics)
+
+    def _close(self, key: str, status: str, tags: dict[str, Any] | None, metrics: dict[str, float] | None) -> None:
         run_id = self.find(key)
         if run_id is None:
             return

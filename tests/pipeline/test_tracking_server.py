@@ -79,3 +79,19 @@ def test_mlflow_tracking_uri_is_the_default_server_and_submit_forwards_the_login
     assert load_config(None, ["tracking.uri=http://other:5000"], root=tmp_path).tracking_uri == "http://other:5000"
     env = {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p", "MLFLOW_OTHER": "x", "HOME": "/h"}
     assert forwarded_tracking_env(env) == {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"}
+
+
+def test_trial_runs_and_worker_metrics_warn_once_and_go_on_when_the_server_is_gone(monkeypatch, capsys):
+    from cluster.local import free_port
+    from pipeline.tracking import ChildRuns, RemoteMetricLogger
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the real client, failing at once
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    runs = ChildRuns(url, "0" * 32)
+    assert runs.open("trial_1", "trial 1", {"train.lr": 0.01}, {}) is None
+    runs.close("trial_1", "FINISHED", metrics={"val/loss": 1.0})
+    logger = RemoteMetricLogger(url, "0" * 32)
+    logger.log({"train/loss": 2.0}, step=1)
+    logger.log({"train/loss": 1.5}, step=2)
+    err = capsys.readouterr().err
+    assert err.count("could not log to MLflow at " + url) == 2  # once for each, then silent
