@@ -15,7 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
-from cluster.submit import submit
+from cluster.submit import job_client, submit
 from model.errors import UsageError, UserError
 from pipeline.commands.command import Command, Invocation
 
@@ -104,8 +104,6 @@ SUBMIT = Command(
 
 
 def jobs_command(inv: Invocation) -> int:
-    from cluster.submit import job_client
-
     args = inv.args
     address = cluster_address("jobs", args.address)
     try:
