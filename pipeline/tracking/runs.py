@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from evaluation.names import clean_metric_name
 from model.errors import UserError
+from pipeline import console
 from pipeline.config import Config
 from pipeline.tracking.server import CLIENT_PASSWORD_ENV, CLIENT_USERNAME_ENV, check_server, is_server_uri
 
@@ -29,7 +30,9 @@ def git_commit() -> str | None:
 
 
 def ui_command(cfg: Config) -> str:
-    """The command that opens MLflow on this config's runs."""
+    """The command that opens MLflow on this config's runs (a server's own address is its UI)."""
+    if is_server_uri(cfg.tracking_uri):
+        return cfg.tracking_uri
     return f"mlflow ui --backend-store-uri {cfg.tracking_uri}"
 
 
@@ -58,6 +61,8 @@ class Tracker:
                 # MLflow retries a failed request 7 times with backoff (about 4 minutes): a server
                 # that went away would stall a stage that long. A few tries ride out a restart.
                 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+                if not console.verbose():  # MLflow prints a "View run at" line per run; ownlm names the UI once
+                    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             cfg.root.mkdir(parents=True, exist_ok=True)
             mlflow.set_tracking_uri(self.uri)
             with refused_credentials(self.uri):
