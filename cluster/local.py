@@ -129,12 +129,28 @@ class LocalCluster:
         self.token_file.chmod(0o600)
         try:
             for i, node in enumerate(self.nodes):
-                self._start_node(i, node, timeout_s)
+                self._start_node_retrying(i, node, timeout_s)
             self.node_ids = self.wait_for_nodes(len(self.nodes), timeout_s)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_node_retrying(self, i: int, node: NodeSpec, timeout_s: float, attempts: int = 3) -> None:
+        """Start node i; again (its first try's processes ended) when its raylet was too slow to register.
+
+        `ray start` gives a raylet a fixed 30 s to register with the GCS (ray/_private/node.py), which
+        a machine busy with other jobs can miss; the node is fine, only late."""
+        for attempt in range(attempts):
+            try:
+                return self._start_node(i, node, timeout_s)
+            except ClusterError as e:
+                if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                    raise
+                pid = self.pids.pop()
+                self._procs.pop().wait()
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)  # the late raylet and whatever else that try started
 
     def _start_node(self, i: int, node: NodeSpec, timeout_s: float) -> None:
         cmd = [_ray_cli(), "start", "--block", "--disable-usage-stats", f"--num-cpus={node.num_cpus}",
