@@ -23,6 +23,7 @@ faster: no shuffle rounds. `find_components` picks by the number of edges.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,9 +118,10 @@ class ComponentsRun:
     rounds: int = 0
     changes: list[int] | None = None
     """Edges changed per round (large-star plus small-star), the last one 0."""
+    seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {"method": self.method, "edges": self.edges, "rounds": self.rounds,
+        return {"method": self.method, "edges": self.edges, "rounds": self.rounds, "seconds": round(self.seconds, 3),
                 **({"changes": self.changes} if self.changes is not None else {})}
 
 
@@ -146,7 +148,7 @@ def distributed_components(edges, partitions: int):
         run.rounds += 1
         large = _step(current, large_star, True, partitions)
         small = _step(large, small_star, False, partitions)
-        run.changes.append(_changed(large) + _changed(small))
+        run.changes.append(_changed(large.union(small)))  # one job counts both steps
         current = small
         if run.changes[-1] == 0:
             break
@@ -179,9 +181,12 @@ def find_components(edges, partitions: int, max_local_edges: int):
     scipy when there are at most `max_local_edges` edges, else in distributed rounds."""
     import ray
 
+    start = time.perf_counter()
     count = edges.count()
     if count > max_local_edges:
-        return distributed_components(edges, partitions)
+        labels, run = distributed_components(edges, partitions)
+        run.seconds = time.perf_counter() - start
+        return labels, run
     refs = edges.select_columns([A, B]).to_arrow_refs()
     tables = [t for t in ray.get(refs) if len(t)]
     if not tables:
@@ -192,4 +197,4 @@ def find_components(edges, partitions: int, max_local_edges: int):
     del table, tables
     leaf = nodes != roots
     labels = pa.table({NODE: pa.array(nodes[leaf], pa.int64()), ROOT: pa.array(roots[leaf], pa.int64())})
-    return ray.data.from_arrow(labels), ComponentsRun("scipy", count)
+    return ray.data.from_arrow(labels), ComponentsRun("scipy", count, seconds=time.perf_counter() - start)
