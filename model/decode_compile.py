@@ -54,6 +54,13 @@ class CompiledDecodeStep:
         return decode_one_token_static(model, token, cache, slot)
 
 
+def use_compiled(setting: bool | None, device: torch.device | str) -> bool:
+    """A `compile` setting (generate, chat) on a device: None compiles on CUDA, where CUDA graphs
+    pay back their compile within a few hundred tokens, and decodes eagerly on CPU, where a
+    compile takes tens of seconds, longer than a short completion takes to decode."""
+    return torch.device(device).type == "cuda" if setting is None else setting
+
+
 _steps: dict[str, CompiledDecodeStep] = {}
 
 
