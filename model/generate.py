@@ -12,7 +12,7 @@ one token and attends over the cache, so a step costs O(context) instead of a fu
 forward over the sequence. use_cache=False keeps the full recompute for parity tests and
 for benchmarking what the cache buys. static_cache=True decodes over a StaticKVCache
 (model/kv_cache.py: fixed shapes, the slot a tensor), and compile=True runs those steps
-compiled (model/decode_compile.py), the fast path for a model whose weights no longer change.
+compiled (model/decode_compile.py).
 """
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ PROMPTS = [[5, 17, 300, 42, 7], [9], [250, 3, 3]]
 """Different lengths: the batch is left-padded, so the static step's key mask does real work."""
 
 
-def model_of(family: str = "causal") -> Transformer:
+def model_of(family: str = "causal", seed: int = 0) -> Transformer:
     """A debug model with larger init: peaked logits, so greedy never hinges on a near tie."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return Transformer(get_preset("debug", init_std=0.1, family=family)).eval()
 
 
@@ -65,12 +65,23 @@ def test_batch_buckets_are_powers_of_two():
     assert [batch_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 4, 4, 8, 8, 16]
 
 
-def test_compiled_decoding_gives_the_eager_tokens():
+def test_compiled_decoding_gives_the_eager_tokens_and_reuses_its_graph():
     """One compile of the debug model (tens of seconds on CPU): a batch of 3 runs at the bucket of 4.
-    A fallback to eager would make the parity eager's own, so it fails the test."""
-    model = model_of()
+    A later request of other lengths, and another model of the same shapes, reuse that graph and
+    get their own eager tokens (the weights are inputs, not constants baked in). A fallback to
+    eager would make the parity eager's own, so it fails the test."""
+    from torch._dynamo.utils import counters
+
+    model, other = model_of(), model_of(seed=1)
+    later = [[1, 2], [3, 4, 5, 6, 7, 8], [9]]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         compiled = generate_batch(model, PROMPTS, P(max_new_tokens=16), compile=True)
+        graphs = counters["stats"]["unique_graphs"]
+        compiled_later = generate_batch(model, later, P(max_new_tokens=16), compile=True)
+        compiled_other = generate_batch(other, PROMPTS, P(max_new_tokens=16), compile=True)
     assert not [w for w in seen if "decoding eagerly" in str(w.message)]
+    assert counters["stats"]["unique_graphs"] == graphs
     assert compiled == generate_batch(model, PROMPTS, P(max_new_tokens=16))
+    assert compiled_later == generate_batch(model, later, P(max_new_tokens=16))
+    assert compiled_other == generate_batch(other, PROMPTS, P(max_new_tokens=16)) != compiled
