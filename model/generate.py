@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from model.decode_compile import batch_bucket, compiled_decode_step
 from model.errors import InputError
 from model.kv_cache import StaticKVCache, decode_one_token_static
 from model.sampling import GREEDY, SamplingParams
@@ -248,8 +249,6 @@ def decode_steps(
     rows = len(prompts)
     compile = compile and use_cache and model.cfg.family != "masked"
     if compile:  # extra rows copy the last one (prompt and sampling), so they stop when it does
-        from model.decode_compile import batch_bucket
-
         extra = batch_bucket(rows) - rows
         prompts = list(prompts) + [prompts[-1]] * extra
         if not isinstance(params, SamplingParams):
@@ -284,8 +283,6 @@ def _decode_batch(model, prompts, n, params, stop_ids, use_cache, pad_id, static
         cache = StaticKVCache(model.cfg, len(prompts), model.cfg.max_seq_len if compile else width + n,
                               weight.device, weight.dtype)
         if compile:
-            from model.decode_compile import compiled_decode_step
-
             step = compiled_decode_step(device)
     else:
         cache = model.make_cache(batch_size=len(prompts), max_len=width + n)
