@@ -113,10 +113,13 @@ class KVCache:
     row has (its next rotary position), so each row decodes as if it were alone.
     """
 
+    layer_cache = LayerKVCache
+    """What holds each layer's keys and values (model/kv_cache.py's static cache changes it)."""
+
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=None):
         self.batch_size, self.max_len = batch_size, max_len
         self.layers = [
-            LayerKVCache(batch_size, cfg.resolved_n_kv_heads, max_len, cfg.head_dim, device, dtype)
+            self.layer_cache(batch_size, cfg.resolved_n_kv_heads, max_len, cfg.head_dim, device, dtype)
             for _ in range(cfg.n_layers)
         ]
         self.valid: torch.Tensor | None = None  # (B, max_len) bool once padding was written
