@@ -137,19 +137,50 @@ def _fit(rank, world, job, folder, resume_from, out):
         (out / "losses.json").write_text(json.dumps(losses))
 
 
-def fit(tmp_path, name, world, job, resume_from=None):
-    """({step: loss}, {step: sorted rows of all workers}, the run's checkpoints) of a run."""
+def _fit_all(rank, world, runs):
+    for run in runs:
+        _fit(rank, world, *run)
+
+
+def fit(tmp_path, world, runs: dict) -> dict:
+    """Fit {name: (job, checkpoint to resume from or None)} in turn on `world` workers; returns
+    {name: ({step: loss}, {step: sorted rows of all workers}, the run's checkpoints)}.
+
+    Two workers are spawned processes; one is this process in a gloo group of its own (a fresh
+    process costs seconds of imports on a busy machine)."""
     from dataclasses import asdict
 
-    out = tmp_path / f"{name}-out"
-    out.mkdir()
-    spawn_local(_fit, world, asdict(job), tmp_path / name, resume_from, out)
-    losses = {int(k): v for k, v in json.loads((out / "losses.json").read_text()).items()}
-    rows: dict[int, list] = {}
-    for rank in range(world):
-        for step, ids in json.loads((out / f"rows_{rank}.json").read_text()).items():
-            rows.setdefault(int(step), []).extend(ids)
-    return losses, {k: sorted(v) for k, v in rows.items()}, LocalSession(tmp_path / name).checkpoints()
+    todo = []
+    for name, (job, resume_from) in runs.items():
+        (tmp_path / f"{name}-out").mkdir()
+        todo.append((asdict(job), tmp_path / name, resume_from, tmp_path / f"{name}-out"))
+    if world == 1:
+        port = _free_port()
+        torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+        try:
+            _fit_all(0, 1, todo)
+        finally:
+            torch.distributed.destroy_process_group()
+    else:
+        spawn_local(_fit_all, world, todo)
+    results = {}
+    for name in runs:
+        out = tmp_path / f"{name}-out"
+        losses = {int(k): v for k, v in json.loads((out / "losses.json").read_text()).items()}
+        rows: dict[int, list] = {}
+        for rank in range(world):
+            for step, ids in json.loads((out / f"rows_{rank}.json").read_text()).items():
+                rows.setdefault(int(step), []).extend(ids)
+        results[name] = (losses, {k: sorted(v) for k, v in rows.items()}, LocalSession(tmp_path / name).checkpoints())
+    return results
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_job(tokens, tmp_path, **train):
@@ -162,29 +193,30 @@ def make_job(tokens, tmp_path, **train):
 
 def test_fsdp2_follows_one_process_and_resumes_on_another_number_of_workers(tokens, tmp_path):
     # one process: 4 rows x 2 accumulated micro-steps; two workers: 4 rows each, the same 8 rows a step
-    one_losses, one_rows, one_ckpts = fit(tmp_path, "one", 1, make_job(tokens, tmp_path, num_workers=1,
-                                                                         batch_size=4, grad_accum_steps=2))
+    one_job = make_job(tokens, tmp_path, num_workers=1, batch_size=4, grad_accum_steps=2)
     two_job = make_job(tokens, tmp_path, num_workers=2, batch_size=4)
-    two_losses, two_rows, two_ckpts = fit(tmp_path, "two", 2, two_job)
+    one_losses, one_rows, one_ckpts = fit(tmp_path, 1, {"one": (one_job, None)})["one"]
+    two = fit(tmp_path, 2, {"two": (two_job, None),
+                            # 1 -> 2: one process's step-3 checkpoint on two workers
+                            "one-to-two": (one_job, one_ckpts[0])})
+    two_losses, two_rows, two_ckpts = two["two"]
     assert sorted(one_losses) == list(range(1, 7))
     assert two_rows == one_rows
     for step, loss in one_losses.items():
         assert two_losses[step] == pytest.approx(loss, rel=1e-4), step
     assert json.loads((two_ckpts[0] / "dcp.json").read_text())  # a distributed checkpoint, at step 3
 
-    # 2 -> 1: the step-3 checkpoint of two workers, on one (the same config: the lost worker's rows
-    # are read as a second micro-step)
-    r_losses, r_rows, _ = fit(tmp_path, "two-to-one", 1, two_job, resume_from=two_ckpts[0])
-    assert sorted(r_losses) == [4, 5, 6] and r_rows == {s: two_rows[s] for s in (4, 5, 6)}
-    for step in (4, 5, 6):
-        assert r_losses[step] == pytest.approx(two_losses[step], rel=1e-4), step
-
-    # 1 -> 2: one process's step-3 checkpoint on two workers
-    one_job = make_job(tokens, tmp_path, num_workers=1, batch_size=4, grad_accum_steps=2)
-    r_losses, r_rows, _ = fit(tmp_path, "one-to-two", 2, one_job, resume_from=one_ckpts[0])
+    r_losses, r_rows, _ = two["one-to-two"]
     assert sorted(r_losses) == [4, 5, 6] and r_rows == {s: one_rows[s] for s in (4, 5, 6)}
     for step in (4, 5, 6):
         assert r_losses[step] == pytest.approx(one_losses[step], rel=1e-4), step
+
+    # 2 -> 1: the step-3 checkpoint of two workers, on one (the same config: the lost worker's rows
+    # are read as a second micro-step)
+    r_losses, r_rows, _ = fit(tmp_path, 1, {"two-to-one": (two_job, two_ckpts[0])})["two-to-one"]
+    assert sorted(r_losses) == [4, 5, 6] and r_rows == {s: two_rows[s] for s in (4, 5, 6)}
+    for step in (4, 5, 6):
+        assert r_losses[step] == pytest.approx(two_losses[step], rel=1e-4), step
 
 
 def test_every_row_of_an_epoch_is_read_once_across_a_change_of_workers(tmp_path):
