@@ -98,6 +98,8 @@ def _materialize(model: nn.Module, device: torch.device) -> None:
     if not on_meta(model):
         return
     model.to_empty(device=device)
+    if not is_sharded(model):  # to_empty gives a tied head its own tensor; FSDP2's swap keeps the tie
+        model.tie_weights()
     model.init_rope()
 
 

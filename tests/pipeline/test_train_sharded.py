@@ -37,6 +37,7 @@ def _shard_and_init(rank, world, out, cfg_dict, hf_ckpt, tokens):
         m = Transformer(ModelConfig.from_dict(cfg_dict))
     m = parallel.parallelize(m, strategy="fsdp2", device=torch.device("cpu"), world=world, dtype=None)
     parallel.init_weights(m, SEED)
+    assert m.output.weight is m.tok_embeddings.weight  # the tied head stays the embedding
     local = sum(p.to_local().numel() * p.element_size() for p in m.parameters())
     full = get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank == 0:
