@@ -187,8 +187,8 @@ def _free_port() -> int:
 def make_job(tokens, tmp_path, **train):
     from test_train_loop import make_job as loop_job
 
-    settings = {"strategy": "fsdp2", "max_steps": 6, "log_every": 1, "checkpoint_every": 3, "eval_every": 3,
-                "warmup_steps": 1, **train}
+    settings = {"strategy": "fsdp2", "max_steps": 4, "log_every": 1, "checkpoint_every": 2, "eval_every": 2,
+                "eval_batches": 1, "warmup_steps": 1, **train}
     return loop_job(tokens, tmp_path, **settings)
 
 
@@ -198,25 +198,25 @@ def test_fsdp2_follows_one_process_and_resumes_on_another_number_of_workers(toke
     two_job = make_job(tokens, tmp_path, num_workers=2, batch_size=4)
     one_losses, one_rows, one_ckpts = fit(tmp_path, 1, {"one": (one_job, None)})["one"]
     two = fit(tmp_path, 2, {"two": (two_job, None),
-                            # 1 -> 2: one process's step-3 checkpoint on two workers
+                            # 1 -> 2: one process's step-2 checkpoint on two workers
                             "one-to-two": (one_job, one_ckpts[0])})
     two_losses, two_rows, two_ckpts = two["two"]
-    assert sorted(one_losses) == list(range(1, 7))
+    assert sorted(one_losses) == [1, 2, 3, 4]
     assert two_rows == one_rows
     for step, loss in one_losses.items():
         assert two_losses[step] == pytest.approx(loss, rel=1e-4), step
-    assert json.loads((two_ckpts[0] / "dcp.json").read_text())  # a distributed checkpoint, at step 3
+    assert json.loads((two_ckpts[0] / "dcp.json").read_text())  # a distributed checkpoint, at step 2
 
     r_losses, r_rows, _ = two["one-to-two"]
-    assert sorted(r_losses) == [4, 5, 6] and r_rows == {s: one_rows[s] for s in (4, 5, 6)}
-    for step in (4, 5, 6):
+    assert sorted(r_losses) == [3, 4] and r_rows == {s: one_rows[s] for s in (3, 4)}
+    for step in (3, 4):
         assert r_losses[step] == pytest.approx(one_losses[step], rel=1e-4), step
 
-    # 2 -> 1: the step-3 checkpoint of two workers, on one (the same config: the lost worker's rows
+    # 2 -> 1: the step-2 checkpoint of two workers, on one (the same config: the lost worker's rows
     # are read as a second micro-step)
     r_losses, r_rows, _ = fit(tmp_path, 1, {"two-to-one": (two_job, two_ckpts[0])})["two-to-one"]
-    assert sorted(r_losses) == [4, 5, 6] and r_rows == {s: two_rows[s] for s in (4, 5, 6)}
-    for step in (4, 5, 6):
+    assert sorted(r_losses) == [3, 4] and r_rows == {s: two_rows[s] for s in (3, 4)}
+    for step in (3, 4):
         assert r_losses[step] == pytest.approx(two_losses[step], rel=1e-4), step
 
 
