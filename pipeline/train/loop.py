@@ -128,8 +128,8 @@ class Trainer:
         self.model = parallel.parallelize(model, strategy=tc.strategy, device=device, world=world,
                                           dtype=self.dtype, compile=tc.compile, cpu_offload=tc.cpu_offload)
         if skeleton:
-            if job.init_from:
-                parallel.load_weights(self.model, job.init_from, rank=rank)
+            if self.initial_weights():
+                parallel.load_weights(self.model, self.initial_weights(), rank=rank)
             else:
                 parallel.init_weights(self.model, tc.seed)
         self.optimizer = build_optimizer(self.model, lr=tc.lr, weight_decay=tc.weight_decay,
@@ -198,6 +198,11 @@ class Trainer:
         a model with weights of its own (fine-tuning's) is used as it is."""
         with torch.device("meta"):
             return Transformer(self.mcfg)
+
+    def initial_weights(self) -> str | None:
+        """A plain checkpoint whose weights a meta-device model from build_model starts from
+        (loaded into the shards, parallel.load_weights); None: the seeded initial weights."""
+        return self.job.init_from
 
     def build_data(self) -> int:
         """Set self.train_split and self.val_split; return the sequence length of a row."""
