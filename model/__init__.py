@@ -3,6 +3,7 @@
     config.py       ModelConfig (family: causal, masked or prefix), the PRESETS registry,
                     closed-form parameter and FLOP counts
     transformer.py  the Llama-style decoder, attention masks, its KV cache, lm_loss
+    init.py         seeded initial weights by blocks of rows: a shard gets one process's rows
     objectives.py   the training loss of each family (next token, masked LM, prefix LM)
     generate.py     sample, prefill, decode_one_token, decode_n_tokens, generate, generate_batch,
                     generate_text(s)
