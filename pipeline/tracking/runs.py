@@ -64,7 +64,15 @@ class Tracker:
                 if not console.verbose():  # MLflow prints a "View run at" line per run; ownlm names the UI once
                     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             cfg.root.mkdir(parents=True, exist_ok=True)
+            # set_tracking_uri also exports MLFLOW_TRACKING_URI for subprocesses; ownlm reads that
+            # variable as the user's choice of server (RootConfig.tracking_uri), so leave it as the
+            # user set it, or a later command in this process would log to this root's store.
+            user_uri = os.environ.get("MLFLOW_TRACKING_URI")
             mlflow.set_tracking_uri(self.uri)
+            if user_uri is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = user_uri
             with refused_credentials(self.uri):
                 if mlflow.get_experiment_by_name(self.experiment) is None:
                     # Artifacts beside the store, under the root, so one folder holds everything.
