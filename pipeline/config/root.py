@@ -1,7 +1,6 @@
 """The whole config: one field per section."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -18,6 +17,7 @@ from pipeline.config.serve import ServeConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
 from pipeline.config.tune import TuneConfig
+from pipeline.storage import StoragePath, is_remote, resolve
 
 
 class Config(Section):
@@ -39,12 +39,18 @@ class Config(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
-    def root(self) -> Path:
-        return Path(self.storage.root).expanduser().resolve()
+    def root(self) -> StoragePath:
+        """The storage root: a local folder (absolute) or a folder on a pyarrow filesystem URI."""
+        return resolve(self.storage.root)
 
     @property
     def tracking_uri(self) -> str:
+        # A remote root cannot hold SQLite (load.py then asks for tracking.uri), so the default is local.
         return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def remote_root(self) -> bool:
+        return is_remote(self.storage.root)
 
     @property
     def model_name(self) -> str:
