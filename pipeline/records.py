@@ -4,6 +4,7 @@ for a version's lineage (which curated data, tokenizer and tokens a model came f
 from __future__ import annotations
 
 import json
+
 from pipeline.layout import Layout
 from pipeline.storage import StoragePath, write_text
 

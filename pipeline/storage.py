@@ -39,11 +39,6 @@ CREDENTIAL_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"
                   "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 """The variables the S3 client reads; `worker_env` forwards those that are set."""
 
-_ATOMIC_PUT = {"s3", "gcs"}
-"""Stores where a written object becomes visible only once complete (a PUT, or a multipart upload's
-completion): a file is written in place there. Elsewhere it goes to a temporary name first."""
-
-
 @dataclass(frozen=True)
 class Stat:
     st_size: int
@@ -158,24 +153,24 @@ class RemotePath:
     # ---- reading and writing
     def open(self, mode: str = "r", encoding: str = "utf-8") -> IO:
         if mode in ("rb", "r"):
-            f = self.fs.open_input_file(self.path)
+            f = self.fs.open_input_file(self.path)  # random access (Parquet footers, np.load)
         elif mode in ("wb", "w"):
-            f = self.fs.open_output_stream(self.path)
+            f = self.fs.open_output_stream(self.path, compression=None)
         elif mode in ("ab", "a"):
-            f = self.fs.open_append_stream(self.path)
+            f = self.fs.open_append_stream(self.path, compression=None)
         else:
             raise ValueError(f"unsupported mode {mode!r} for {self}")
         return f if "b" in mode else io.TextIOWrapper(f, encoding=encoding)
 
     def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as f:
+        with self.fs.open_input_stream(self.path, compression=None) as f:
             return f.read()
 
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> int:
-        with self.fs.open_output_stream(self.path) as f:
+        with self.fs.open_output_stream(self.path, compression=None) as f:
             f.write(data)
         return len(data)
 
@@ -272,32 +267,22 @@ def replace(src: StoragePath, dest: StoragePath) -> None:
 @contextlib.contextmanager
 def atomic_write(path: StoragePath, mode: str = "wb") -> Iterator[IO]:
     """A file opened for writing that appears at `path` whole when the block ends, and not at all
-    if it raises: written to a temporary sibling and moved into place, or, on an object store whose
-    uploads are atomic, written in place (nothing is visible before the upload completes)."""
+    if it raises: written to a temporary sibling, then moved into place (a rename; on S3 a
+    server-side copy and delete). Even where an upload becomes visible only once complete, the
+    temporary name is needed: pyarrow cannot abort an upload, and a stream closed after a failure
+    would complete it with half the data."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(path, RemotePath) and path.fs.type_name in _ATOMIC_PUT:
-        raw = path.fs.open_output_stream(path.path)
-        f = raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8")
-        try:
-            yield f
-        except BaseException:
-            _abort(raw)
-            raise
-        f.close()
-        return
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    fs, where = filesystem(path)
+    tmp = f"{where.rsplit('/', 1)[0]}/.{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        with tmp.open(mode) as f:
+        # pyarrow's own stream, local or remote: Parquet and numpy write to it without Python in between.
+        stream = fs.open_output_stream(tmp, compression=None)
+        with stream if "b" in mode else io.TextIOWrapper(stream, encoding="utf-8") as f:
             yield f
-        replace(tmp, path)
+        fs.move(tmp, where)
     finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _abort(stream) -> None:
-    """Drop an unfinished upload: pyarrow's S3 stream aborts on abort(), never completing the object."""
-    with contextlib.suppress(Exception):
-        stream.abort()
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_file(tmp)
 
 
 def write_text(path: StoragePath, text: str) -> StoragePath:
@@ -362,7 +347,7 @@ def _files_markers_first(folder: RemotePath) -> list[str]:
     """Every file under `folder`: its top-level files first, then the rest (deepest first)."""
     infos = folder.fs.get_file_info(pafs.FileSelector(folder.path, recursive=True))
     files = [i.path for i in infos if i.type == pafs.FileType.File]
-    depth = lambda p: p[len(folder.path):].strip("/").count("/")  # noqa: E731
+    depth = lambda p: p[len(folder.path):].strip("/").count("/")
     return sorted(files, key=lambda p: (depth(p) > 0, -depth(p), p))
 
 
@@ -425,7 +410,7 @@ def local_copy(path: StoragePath | str) -> Path:
             pafs.copy_files(path.path, str(tmp / path.name), source_filesystem=path.fs,
                             destination_filesystem=pafs.LocalFileSystem())
         else:
-            with path.fs.open_input_stream(path.path) as src, open(tmp / path.name, "wb") as out:
+            with path.fs.open_input_stream(path.path, compression=None) as src, open(tmp / path.name, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
         try:
             os.rename(tmp, target.parent)  # whole or not at all; a concurrent copy may have won
@@ -446,3 +431,22 @@ def copy_file(src: StoragePath, dest: StoragePath) -> StoragePath:
     with (src.open("rb") if isinstance(src, RemotePath) else open(src, "rb")) as f, atomic_write(dest) as out:
         shutil.copyfileobj(f, out, 1 << 20)
     return dest
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def read_table(path: StoragePath | str, **kwargs):
+    """`pyarrow.parquet.read_table` on a local or remote file (the filesystem travels with the path)."""
+    import pyarrow.parquet as pq
+
+    fs, where = filesystem(path)
+    return pq.read_table(where, filesystem=fs, **kwargs)
+
+
+def write_table(table, path: StoragePath, **kwargs) -> None:
+    """`pyarrow.parquet.write_table`, the file appearing whole (see `atomic_write`)."""
+    import pyarrow.parquet as pq
+
+    with atomic_write(path) as f:
+        pq.write_table(table, f, **kwargs)

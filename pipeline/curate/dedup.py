@@ -20,7 +20,6 @@ the verdicts, whose size follows the number of duplicates, not of documents.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +29,7 @@ from pipeline.config.curate import DedupConfig
 from pipeline.curate.minhash import BANDS_COLUMN, EXACT_COLUMN, batch_shingles, jaccard, lsh_params
 from pipeline.curate.records import KEPT
 from pipeline.curate.shards import UID, shard_name
+from pipeline.storage import StoragePath, read_table
 
 PART = "_part"
 ORDER = ["id", "source", "_loc"]
@@ -83,12 +83,10 @@ class KeyRows:
     partitions: int
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.parquet as pq
-
         columns = [UID, "reason"] + (ORDER + [EXACT_COLUMN] if self.exact else []) + ([BANDS_COLUMN] if self.fuzzy else [])
         out = []
         for shard in batch["shard"].to_pylist():
-            table = pq.read_table(self.files[shard], columns=columns)
+            table = read_table(self.files[shard], columns=columns)
             table = table.filter(pc.equal(table["reason"], KEPT))
             uids = table[UID].to_numpy()
             if self.exact:
@@ -174,11 +172,9 @@ class NodeShingles:
     shingle_words: int
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.parquet as pq
-
         out = []
         for shard in batch["shard"].to_pylist():
-            table = pq.read_table(self.files[shard], columns=[UID, "text"])
+            table = read_table(self.files[shard], columns=[UID, "text"])
             mask = pc.is_in(table[UID], value_set=pa.array(self.nodes, pa.int64()))
             table = table.filter(mask)
             shingles = batch_shingles(table["text"].to_pylist(), self.shingle_words)
@@ -268,11 +264,9 @@ class SelectNodes:
     nodes: np.ndarray
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.parquet as pq
-
         out = []
         for shard in batch["shard"].to_pylist():
-            table = pq.read_table(self.files[shard], columns=[UID] + ORDER)
+            table = read_table(self.files[shard], columns=[UID] + ORDER)
             out.append(table.filter(pc.is_in(table[UID], value_set=pa.array(self.nodes, pa.int64()))))
         return pa.concat_tables(out)
 
@@ -368,5 +362,6 @@ def _no_verdicts() -> pa.Table:
     return pa.table({UID: pa.array([], pa.int64()), "duplicate_of": pa.array([], pa.string())})
 
 
-def clean_paths(folder: Path, indices: list[int]) -> dict[int, str]:
-    return {i: str(folder / f"{shard_name(i)}.parquet") for i in indices}
+def clean_paths(folder: StoragePath, indices: list[int]) -> dict[int, StoragePath]:
+    # Path objects, not strings: a remote one carries its filesystem (and credentials) into the tasks.
+    return {i: folder / f"{shard_name(i)}.parquet" for i in indices}

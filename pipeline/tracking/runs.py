@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evaluation.names import clean_metric_name
+from pipeline import storage
 from pipeline.config import Config
 
 
@@ -45,8 +46,9 @@ class Tracker:
             cfg.root.mkdir(parents=True, exist_ok=True)
             mlflow.set_tracking_uri(self.uri)
             if mlflow.get_experiment_by_name(self.experiment) is None:
-                # Artifacts beside the store, under the root, so one folder holds everything.
-                location = (cfg.root / "mlartifacts").as_uri() if self.uri.startswith("sqlite:") else None
+                # Artifacts beside the SQLite store (under the root by default), so one folder holds everything.
+                location = (Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri() \
+                    if self.uri.startswith("sqlite:///") else None
                 mlflow.create_experiment(self.experiment, artifact_location=location)
             mlflow.set_experiment(self.experiment)
 
@@ -95,10 +97,11 @@ class Tracker:
                 mlflow.log_metrics(clean, step=step)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if self.enabled and Path(path).exists():
+        if self.enabled and storage.exists(path):
             import mlflow
 
-            if Path(path).is_dir():
+            path = storage.local_copy(path)  # MLflow uploads local files: a remote one is fetched first
+            if path.is_dir():
                 mlflow.log_artifacts(str(path), artifact_path=artifact_path)
             else:
                 mlflow.log_artifact(str(path), artifact_path=artifact_path)
