@@ -352,7 +352,7 @@ def _files_markers_first(folder: RemotePath) -> list[str]:
 
 
 @contextlib.contextmanager
-def output_dir(dest: StoragePath) -> Iterator[Path]:
+def local_output(dest: StoragePath) -> Iterator[Path]:
     """A local folder to write `dest`'s next version in, for code that writes real files
     (safetensors, a tokenizer's save): `dest` itself when local (the caller publishes it as it
     always did); for a remote `dest`, a temporary folder uploaded and published when the block
@@ -450,3 +450,11 @@ def write_table(table, path: StoragePath, **kwargs) -> None:
 
     with atomic_write(path) as f:
         pq.write_table(table, f, **kwargs)
+
+
+def on_one_filesystem(paths: list[StoragePath]) -> tuple[pafs.FileSystem, list[str]]:
+    """(filesystem, paths on it) for files of one store, as Ray Data's and pyarrow's readers take them."""
+    pairs = [filesystem(p) for p in paths]
+    if not pairs:
+        return pafs.LocalFileSystem(), []
+    return pairs[0][0], [where for _, where in pairs]

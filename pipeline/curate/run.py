@@ -24,7 +24,6 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.config import Config, SourceConfig
 from pipeline.config.curate import CurateConfig
