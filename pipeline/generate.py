@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.options import ConfigFlag, PathFlag
+from pipeline.storage import local_copy
 from pipeline.stage import Context, Stage
 
 
@@ -14,8 +15,8 @@ def sample_text(ctx: Context) -> dict:
     from model.generate import generate_text
 
     g = ctx.cfg.generate
-    model, _ = load_model(ctx.layout.model)
-    text = generate_text(model, load_tokenizer(ctx.layout.model), g.prompt, g.sampling())
+    model, _ = load_model(local_copy(ctx.layout.model))
+    text = generate_text(model, load_tokenizer(local_copy(ctx.layout.model)), g.prompt, g.sampling())
     sample = g.prompt + text
     ctx.layout.eval.mkdir(parents=True, exist_ok=True)
     (ctx.layout.eval / "sample.txt").write_text(sample)
@@ -34,8 +35,8 @@ def stream_completion(ctx: Context) -> dict:
     from model.generate import generate_stream
 
     g = ctx.cfg.generate
-    model, _ = load_model(ctx.layout.model)
-    tok = load_tokenizer(ctx.layout.model)
+    model, _ = load_model(local_copy(ctx.layout.model))
+    tok = load_tokenizer(local_copy(ctx.layout.model))
     stream = generate_stream(model, tok.encode(g.prompt) or [tok.eot_id], g.sampling(), eos_id=tok.eot_id)
     print(g.prompt, end="", flush=True)
     text = print_stream(stream, tok, stop_ids={tok.eot_id})
