@@ -407,10 +407,12 @@ def local_copy(path: StoragePath | str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent.parent))
     try:
         if is_dir:
-            pafs.copy_files(path.path, str(tmp / path.name), source_filesystem=path.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
-        else:
-            with path.fs.open_input_stream(path.path, compression=None) as src, open(tmp / path.name, "wb") as out:
+            (tmp / path.name).mkdir()
+        for remote, _, _ in listing:
+            rel = remote[len(path.path):].lstrip("/") if is_dir else ""
+            local = tmp / path.name / rel if rel else tmp / path.name
+            local.parent.mkdir(parents=True, exist_ok=True)  # pyarrow's copy_files does not, from S3
+            with path.fs.open_input_stream(remote, compression=None) as src, open(local, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
         try:
             os.rename(tmp, target.parent)  # whole or not at all; a concurrent copy may have won

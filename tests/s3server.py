@@ -2,6 +2,7 @@
 bucket, and the usual AWS variables pointing at it for the test's duration."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
@@ -24,6 +25,7 @@ def s3_server():
     import pyarrow.fs as pafs
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
