@@ -324,17 +324,17 @@ def publish_dir(tmp: StoragePath, dest: StoragePath) -> StoragePath:
     """Put the finished folder `tmp` at `dest`, replacing what was there.
 
     Locally one atomic exchange (model/atomic.py). A store without folder renames moves file by
-    file, so the folder's top-level files count as its markers (a stage's `report.json`,
-    `manifest.json`, `config.json`, which the runner checks): the old folder loses its markers
-    first and the new one gets them last, so at no instant do markers stand beside half a folder."""
+    file (on S3 a server-side copy and delete each), so the folder's top-level JSON files count as
+    its markers (a stage's `report.json`, `manifest.json`, `config.json`, `tokenizer.json`, which
+    the runner checks before trusting an output): the old folder loses its markers first and the
+    new one gets them last, so at no instant does a marker stand beside half a folder."""
     if isinstance(tmp, Path) and isinstance(dest, Path):
         return atomic.publish_dir(tmp, dest)
     if dest.exists():
         for old in _files_markers_first(dest):
             dest.fs.delete_file(old)
         rmtree(dest)
-    moves = [f for f in reversed(_files_markers_first(tmp))]
-    for src in moves:
+    for src in reversed(_files_markers_first(tmp)):
         rel = src[len(tmp.path):].lstrip("/")
         if "/" in rel:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -344,11 +344,14 @@ def publish_dir(tmp: StoragePath, dest: StoragePath) -> StoragePath:
 
 
 def _files_markers_first(folder: RemotePath) -> list[str]:
-    """Every file under `folder`: its top-level files first, then the rest (deepest first)."""
+    """Every file under `folder`: its markers (top-level JSON files) first, then the rest."""
     infos = folder.fs.get_file_info(pafs.FileSelector(folder.path, recursive=True))
     files = [i.path for i in infos if i.type == pafs.FileType.File]
-    depth = lambda p: p[len(folder.path):].strip("/").count("/")
-    return sorted(files, key=lambda p: (depth(p) > 0, -depth(p), p))
+    return sorted(files, key=lambda p: (not _is_marker(p[len(folder.path):].strip("/")), p))
+
+
+def _is_marker(rel: str) -> bool:
+    return "/" not in rel and rel.endswith(".json")
 
 
 @contextlib.contextmanager
