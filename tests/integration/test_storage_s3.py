@@ -12,7 +12,7 @@ from pipeline import storage
 from pipeline.config import load_config
 from pipeline.run import run_pipeline
 from tests.pipeline.curate.curate_inputs import mixed_corpus
-from tests.s3server import BUCKET, s3_server  # noqa: F401  (the fixture)
+from tests.s3server import BUCKET
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from pipeline import storage
 from pipeline.config import ConfigError, load_config
 from pipeline.stages import layout_for
-from tests.s3server import BUCKET, s3_server  # noqa: F401  (the fixture)
+from tests.s3server import BUCKET
 
 
 @pytest.fixture(params=["local", "s3"])
