@@ -7,7 +7,8 @@ as a `RemotePath`, which answers the part of pathlib the stages use (`/`, `name`
 functions below take either: `filesystem` (the pair Ray Data and pyarrow take), `rmtree`,
 `replace`, `atomic_write` / `write_text` (a file appears whole or not at all), `staging_dir` +
 `publish_dir` (a folder likewise, as far as the store allows), `local_copy` (a node-local copy for
-code that needs real files: memory-mapped token shards, safetensors, tokenizers) and `upload_dir`.
+code that needs real files: memory-mapped token shards, safetensors, tokenizers), `local_output`
+(a local folder published at a remote destination when done) and `upload_dir`. docs/storage.md.
 
 S3's endpoint and credentials come from the usual variables (AWS_ENDPOINT_URL_S3 or
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION or

@@ -17,7 +17,7 @@ from typing import Any
 from model.atomic import publish_dir, staging_dir, write_text
 from model.errors import UsageError
 from pipeline.config import Config
-from pipeline.storage import cache_root
+from pipeline.storage import StoragePath, cache_root, is_remote, resolve
 
 MODELS_PREFIX = "models:/"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -62,14 +62,14 @@ def parse_model_uri(text: str) -> tuple[str, str | None, int | None]:
     return m["name"], m["alias"], int(version) if version is not None else None
 
 
-def resolve_checkpoint(cfg: Config, text: str | Path) -> Path:
+def resolve_checkpoint(cfg: Config, text: str | Path) -> StoragePath:
     """The local checkpoint folder a command's checkpoint argument names: a path as it is, or a
     `models:/NAME@ALIAS` / `models:/NAME/VERSION` URI downloaded (once) into the storage root.
 
     The one place that understands registry URIs: the CLI calls it for every path flag
     (`--model models:/ownlm@champion`), and a command with a positional checkpoint calls it itself."""
     if not is_model_uri(text):
-        return Path(text)
+        return resolve(text) if is_remote(text) else Path(text)  # a storage URI stays one
     name, alias, number = parse_model_uri(str(text))
     registry = Registry(cfg, name)
     version = registry.version(alias=alias, number=number)
