@@ -194,3 +194,19 @@ def test_a_remote_root_needs_a_tracking_store_of_its_own():
 def test_local_paths_are_unchanged(tmp_path):
     assert os.fspath(layout_for(tmp_path).tokens) == str(tmp_path / "tokens")
     assert isinstance(load_config("debug", root=str(tmp_path)).root, Path)
+
+
+def test_an_edited_source_on_s3_changes_the_curate_fingerprint(s3_server):
+    from pipeline.curate.stage import source_files
+    from pipeline.stage import Context
+    from pipeline.tracking import Tracker
+
+    root = f"s3://{BUCKET}/sources/{uuid.uuid4().hex[:8]}"
+    cfg = load_config("debug", ["tracking.enabled=false"], root=root, values={
+        "data.sample": False, "data.sources": [{"name": "s", "format": "jsonl", "path": "{root}/raw/*.jsonl"}]})
+    ctx = Context(cfg, layout_for(cfg.root), Tracker(cfg, enabled=False))
+    (cfg.root / "raw" / "a.jsonl").write_text('{"text": "one"}\n')
+    before = source_files(ctx)
+    assert [e[1:3] for e in before["inputs"]] == [[f"{cfg.root.path}/raw/a.jsonl", 16]]
+    (cfg.root / "raw" / "a.jsonl").write_text('{"text": "one two"}\n')
+    assert source_files(ctx) != before
