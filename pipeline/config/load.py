@@ -180,9 +180,10 @@ def _cross_checks(sections: dict[str, BaseModel]) -> list[str]:
     model, tokenizer, tokenize, train = (sections.get(k) for k in ("model", "tokenizer", "tokenize", "train"))
     storage, tracking = sections.get("storage"), sections.get("tracking")
     if storage is not None and tracking is not None and tracking.enabled and tracking.uri is None \
-            and is_remote(storage.root):
+            and not os.environ.get("MLFLOW_TRACKING_URI") and is_remote(storage.root):
         problems.append(f"storage.root {storage.root} is not a local folder, so MLflow's default SQLite store "
-                        "cannot live under it: set tracking.uri (an MLflow tracking server, or sqlite:///LOCAL/PATH) "
+                        "cannot live under it: set tracking.uri or MLFLOW_TRACKING_URI (an MLflow tracking server, or "
+                        "sqlite:///LOCAL/PATH) "
                         "or tracking.enabled: false")
     if model is not None and model.preset not in PRESETS:
         problems.append(f"model.preset: unknown preset {model.preset!r}; allowed: {', '.join(PRESETS)}")

@@ -1,6 +1,7 @@
 """The whole config: one field per section."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import Field
@@ -45,8 +46,10 @@ class Config(Section):
 
     @property
     def tracking_uri(self) -> str:
-        # A remote root cannot hold SQLite (load.py then asks for tracking.uri), so the default is local.
-        return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        # MLflow's own variable, as every MLflow client reads it: how a cluster's pods (or a Ray Job
+        # from `ownlm submit`) learn the tracking server without a --set on every command. A remote
+        # root cannot hold the SQLite default (load.py then asks for one of the two).
+        return self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
     def remote_root(self) -> bool:
