@@ -185,10 +185,13 @@ def test_layout_and_records_live_under_a_remote_root(s3_server):
     assert records.read("curate") is None
 
 
-def test_a_remote_root_needs_a_tracking_store_of_its_own():
+def test_a_remote_root_needs_a_tracking_store_of_its_own(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ConfigError, match="tracking.uri"):
         load_config("debug", root="s3://bucket/prefix")
     assert load_config("debug", ["tracking.uri=sqlite:////tmp/x.db"], root="s3://bucket/prefix").remote_root
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")  # how a cluster's jobs find the server
+    assert load_config("debug", root="s3://bucket/prefix").tracking_uri == "http://127.0.0.1:5000"
 
 
 def test_local_paths_are_unchanged(tmp_path):
