@@ -45,9 +45,13 @@ def both(ray_session, s3_server, tmp_path_factory):
     (training twice would double the test's time; the model is checked against the local tokens)."""
     tmp = tmp_path_factory.mktemp("storage")
     mixed_corpus(tmp / "corpus.jsonl")
-    local = run_on(str(tmp / "local"), f"sqlite:///{tmp / 'local-mlflow.db'}", tmp / "corpus.jsonl", DATA)
-    remote = run_on(f"s3://{BUCKET}/runs/a", f"sqlite:///{tmp / 's3-mlflow.db'}", tmp / "corpus.jsonl", STAGES)
-    return local, remote
+    # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which a later config without
+    # tracking.uri would take: the variable is put back as it was when this module is done.
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        local = run_on(str(tmp / "local"), f"sqlite:///{tmp / 'local-mlflow.db'}", tmp / "corpus.jsonl", DATA)
+        remote = run_on(f"s3://{BUCKET}/runs/a", f"sqlite:///{tmp / 's3-mlflow.db'}", tmp / "corpus.jsonl", STAGES)
+        yield local, remote
 
 
 def test_every_stage_ran(both):
