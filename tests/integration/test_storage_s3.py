@@ -4,6 +4,7 @@ file lands in the bucket."""
 from __future__ import annotations
 
 import json
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -47,11 +48,15 @@ def both(ray_session, s3_server, tmp_path_factory):
     mixed_corpus(tmp / "corpus.jsonl")
     # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which a later config without
     # tracking.uri would take: the variable is put back as it was when this module is done.
-    with pytest.MonkeyPatch.context() as env:
-        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
         local = run_on(str(tmp / "local"), f"sqlite:///{tmp / 'local-mlflow.db'}", tmp / "corpus.jsonl", DATA)
         remote = run_on(f"s3://{BUCKET}/runs/a", f"sqlite:///{tmp / 's3-mlflow.db'}", tmp / "corpus.jsonl", STAGES)
         yield local, remote
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def test_every_stage_ran(both):
