@@ -27,12 +27,13 @@ from pipeline.layout import Location
 from pipeline.options import ConfigFlag, PathFlag, comma_list
 from pipeline.packed import Manifest, PackedSplit
 from pipeline.stage import Context, Stage
+from pipeline.storage import StoragePath, local_copy
 
 UNIGRAM_BATCH = 4096
 """Rows per batch when counting tokens for the unigram baseline (numpy only, no model)."""
 
 
-def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | None, out_dir: Path,
+def evaluate_checkpoint(cfg: EvalConfig, model_dir: StoragePath, tokens_dir: StoragePath | None, out_dir: StoragePath,
                         hide_paths: list[Path] = (), task_template: str = DEFAULT_TEMPLATE) -> dict:
     """Evaluate the checkpoint in model_dir; write out_dir/results.json; return {"metrics", ...}.
 
@@ -45,9 +46,10 @@ def evaluate_checkpoint(cfg: EvalConfig, model_dir: Path, tokens_dir: Path | Non
 
     if cfg.tasks and cfg.data_dir:
         resolve_data_dir(cfg.data_dir)  # a wrong --data-dir fails before any work
-    model, _ = load_model(model_dir)
+    local_model = local_copy(model_dir)  # safetensors and the tokenizer load from real files
+    model, _ = load_model(local_model)
     model.eval()
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(local_model)
     metrics: dict[str, float] = {}
     results: dict = {}
     if model.cfg.family == "masked":
@@ -119,7 +121,9 @@ def evaluate(ctx: Context) -> dict:
         print(f"   evaluating the fine-tuned model {model_dir}", flush=True)
     if cfg.task_file is None and ctx.cfg.finetune.eval_file:
         cfg = cfg.model_copy(update={"task_file": ctx.cfg.finetune.eval_file})
-    results = evaluate_checkpoint(cfg, model_dir, tokens, ctx.layout.eval, hide_paths=[ctx.layout.root],
+    # Only a local root can be hidden from HumanEval's programs (a remote one is not on this disk).
+    hide = [ctx.layout.root] if isinstance(ctx.layout.root, Path) else []
+    results = evaluate_checkpoint(cfg, model_dir, tokens, ctx.layout.eval, hide_paths=hide,
                                   task_template=ctx.cfg.finetune.template)
     ctx.tracker.log_metrics(results["metrics"])
     ctx.tracker.log_artifact(ctx.layout.eval / "results.json", "eval")

@@ -7,6 +7,7 @@ import sys
 
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stage import Context, Stage
+from pipeline.storage import local_copy
 
 COMPILE_FLAGS = (
     ConfigFlag("--compile", "generate.compile", switch=True,
@@ -22,8 +23,9 @@ def sample_text(ctx: Context) -> dict:
     from model.generate import generate_text
 
     g = ctx.cfg.generate
-    model, _ = load_model(ctx.layout.model)
-    text = generate_text(model, load_tokenizer(ctx.layout.model), g.prompt, g.sampling(),
+    folder = local_copy(ctx.layout.model)
+    model, _ = load_model(folder)
+    text = generate_text(model, load_tokenizer(folder), g.prompt, g.sampling(),
                          compile=use_compiled(g.compile, model.tok_embeddings.weight.device))
     sample = g.prompt + text
     ctx.layout.eval.mkdir(parents=True, exist_ok=True)
@@ -44,8 +46,9 @@ def stream_completion(ctx: Context) -> dict:
     from model.generate import generate_stream
 
     g = ctx.cfg.generate
-    model, _ = load_model(ctx.layout.model)
-    tok = load_tokenizer(ctx.layout.model)
+    folder = local_copy(ctx.layout.model)
+    model, _ = load_model(folder)
+    tok = load_tokenizer(folder)
     stream = generate_stream(model, tok.encode(g.prompt) or [tok.eot_id], g.sampling(), eos_id=tok.eot_id,
                              compile=use_compiled(g.compile, model.tok_embeddings.weight.device))
     print(g.prompt, end="", flush=True)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from model.errors import MissingInput
+from pipeline.storage import StoragePath, local_copy, resolve, write_text
 
 MANIFEST = "manifest.json"
 
@@ -36,22 +36,22 @@ class Manifest:
     """split -> {"files": [relative paths], "rows": int, "tokens": int, "documents": int, "by_source": {...}}"""
 
     @classmethod
-    def read(cls, tokens_dir: str | Path) -> "Manifest":
-        path = Path(tokens_dir) / MANIFEST
+    def read(cls, tokens_dir: str | StoragePath) -> "Manifest":
+        path = resolve(tokens_dir) / MANIFEST
         if not path.is_file():
             raise MissingInput(f"{path} not found: run `ownlm tokenize` first")
         return cls(**json.loads(path.read_text()))
 
-    def write(self, tokens_dir: str | Path) -> None:
-        path = Path(tokens_dir) / MANIFEST
-        path.write_text(json.dumps(self.__dict__, indent=2))
+    def write(self, tokens_dir: str | StoragePath) -> None:
+        write_text(resolve(tokens_dir) / MANIFEST, json.dumps(self.__dict__, indent=2))
 
 
 class PackedSplit:
-    """Random access to the rows of one split across its shards (memory-mapped)."""
+    """Random access to the rows of one split across its shards (memory-mapped; the shards of a
+    remote tokens folder are read from a copy in this node's cache, pipeline/storage.py)."""
 
-    def __init__(self, tokens_dir: str | Path, split: str):
-        self.dir = Path(tokens_dir)
+    def __init__(self, tokens_dir: str | StoragePath, split: str):
+        self.dir = local_copy(tokens_dir)
         self.manifest = Manifest.read(self.dir)
         if split not in self.manifest.splits:
             raise KeyError(f"split {split!r} not in {self.dir / MANIFEST} "

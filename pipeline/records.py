@@ -4,10 +4,9 @@ for a version's lineage (which curated data, tokenizer and tokens a model came f
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from model.atomic import write_text
 from pipeline.layout import Layout
+from pipeline.storage import StoragePath, write_text
 
 
 class StageRecords:
@@ -16,7 +15,7 @@ class StageRecords:
     def __init__(self, layout: Layout):
         self.dir = layout.state
 
-    def path(self, stage: str) -> Path:
+    def path(self, stage: str) -> StoragePath:
         return self.dir / f"{stage}.json"
 
     def read(self, stage: str) -> dict | None:

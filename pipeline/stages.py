@@ -17,6 +17,7 @@ from pipeline.layout import Layout, Location
 from pipeline.registry import stage as register
 from pipeline.sample import stage as sample
 from pipeline.stage import Stage
+from pipeline.storage import StoragePath, is_remote, resolve
 from pipeline.tokenize import pack, tokenizer
 from pipeline.train import stage as train
 from pipeline.tune import stage as tune
@@ -39,9 +40,9 @@ NAMES: tuple[str, ...] = tuple(BY_NAME)
 LOCATIONS: tuple[Location, ...] = tuple(loc for s in STAGES for loc in s.locations)
 
 
-def layout_for(root: str | Path) -> Layout:
-    """The storage layout under `root`: every registered stage's locations."""
-    return Layout(Path(root), LOCATIONS)
+def layout_for(root: str | StoragePath) -> Layout:
+    """The storage layout under `root` (a folder or a storage URI): every registered stage's locations."""
+    return Layout(resolve(root) if is_remote(root) else Path(root), LOCATIONS)
 
 
 def problems(stages: tuple[Stage, ...] = STAGES) -> list[str]:

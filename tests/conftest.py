@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from tests.s3server import s3_server  # noqa: F401  (a real S3-compatible server, for the storage tests)
+
 # Keep Ray quiet and light on a 2-core CI machine.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")

@@ -18,6 +18,7 @@ from pipeline.config.base import ConfigError
 from pipeline.config.root import Config
 from pipeline.config.train import TrainConfig
 from pipeline.config.tune import FIXED_TRAIN_KEYS, kind_problem, parse_space
+from pipeline.storage import is_remote
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_PRESET = "quickstart"
@@ -177,6 +178,13 @@ def _cross_checks(sections: dict[str, BaseModel]) -> list[str]:
     """Checks across keys and sections, each naming the fix; a check whose sections are invalid is skipped."""
     problems = []
     model, tokenizer, tokenize, train = (sections.get(k) for k in ("model", "tokenizer", "tokenize", "train"))
+    storage, tracking = sections.get("storage"), sections.get("tracking")
+    if storage is not None and tracking is not None and tracking.enabled and tracking.uri is None \
+            and not os.environ.get("MLFLOW_TRACKING_URI") and is_remote(storage.root):
+        problems.append(f"storage.root {storage.root} is not a local folder, so MLflow's default SQLite store "
+                        "cannot live under it: set tracking.uri or MLFLOW_TRACKING_URI (an MLflow tracking server, or "
+                        "sqlite:///LOCAL/PATH) "
+                        "or tracking.enabled: false")
     if model is not None and model.preset not in PRESETS:
         problems.append(f"model.preset: unknown preset {model.preset!r}; allowed: {', '.join(PRESETS)}")
     elif model is not None:

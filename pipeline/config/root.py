@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -19,6 +18,7 @@ from pipeline.config.serve import ServeConfig
 from pipeline.config.tokens import TokenizeConfig, TokenizerConfig
 from pipeline.config.train import TrainConfig
 from pipeline.config.tune import TuneConfig
+from pipeline.storage import StoragePath, is_remote, resolve
 
 
 class Config(Section):
@@ -40,14 +40,20 @@ class Config(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
-    def root(self) -> Path:
-        return Path(self.storage.root).expanduser().resolve()
+    def root(self) -> StoragePath:
+        """The storage root: a local folder (absolute) or a folder on a pyarrow filesystem URI."""
+        return resolve(self.storage.root)
 
     @property
     def tracking_uri(self) -> str:
         # MLflow's own variable, as every MLflow client reads it: how a cluster's pods (or a Ray Job
-        # from `ownlm submit`) learn the tracking server without a --set on every command.
+        # from `ownlm submit`) learn the tracking server without a --set on every command. A remote
+        # root cannot hold the SQLite default (load.py then asks for one of the two).
         return self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def remote_root(self) -> bool:
+        return is_remote(self.storage.root)
 
     @property
     def model_name(self) -> str:

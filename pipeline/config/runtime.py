@@ -9,7 +9,9 @@ from pipeline.config.base import Section
 class StorageConfig(Section):
     root: str = "./ownlm-out"
     """Every artifact (sample corpus, curated data, tokens, checkpoints, MLflow store) lives under here.
-    A local folder; `--root DIR` overrides it."""
+    A local folder or a pyarrow filesystem URI that every node reaches (`s3://bucket/prefix`,
+    `gs://bucket/prefix`, `file:///abs/path`; S3 endpoint and credentials from AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, ...; docs/storage.md); `--root DIR` overrides it."""
 
 
 class TrackingConfig(Section):

@@ -25,10 +25,8 @@ receives counts (pairs, changed edges per components round, cluster sizes per bl
 """
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -36,10 +34,17 @@ import pyarrow.compute as pc
 
 from pipeline.config.curate import DedupConfig, FuzzyDedupConfig
 from pipeline.curate.components import NODE, ROOT, find_components
-from pipeline.curate.minhash import BANDS_COLUMN, EXACT_COLUMN, batch_shingles, jaccard, lsh_params
+from pipeline.curate.minhash import (
+    BANDS_COLUMN,
+    EXACT_COLUMN,
+    batch_shingles,
+    jaccard,
+    lsh_params,
+)
 from pipeline.curate.partitions import PART, grouped, pair_key, partition_of
 from pipeline.curate.records import KEPT
 from pipeline.curate.shards import UID, shard_name
+from pipeline.storage import StoragePath, filesystem, read_table, rmtree
 
 ORDER = ["id", "source", "_loc"]
 """Survivor order: the smallest id wins; source and locator break ties."""
@@ -50,25 +55,23 @@ A, B = "a", "b"
 
 @dataclass
 class DedupResult:
-    verdicts: dict[str, Path] = field(default_factory=dict)
+    verdicts: dict[str, StoragePath] = field(default_factory=dict)
     """Per dedup step (`exact_dedup`, `fuzzy_dedup`), the folder of its verdict files (uid and
     duplicate_of, an id), one sub-folder per shard that has any (`shard_verdicts` reads one)."""
     stats: dict = field(default_factory=dict)
 
 
-def shard_verdicts(folder: Path, shard: int) -> pa.Table | None:
+def shard_verdicts(folder: StoragePath, shard: int) -> pa.Table | None:
     """The verdicts of one shard's rows (uid, duplicate_of), or None when it has none."""
-    import pyarrow.parquet as pq
-
-    part = Path(folder) / f"{SHARD}={shard}"
-    return pq.read_table(part, columns=[UID, "duplicate_of"]) if part.exists() else None
+    part = folder / f"{SHARD}={shard}"
+    return read_table(part, columns=[UID, "duplicate_of"]) if part.exists() else None
 
 
 def shard_of(uids: np.ndarray) -> np.ndarray:
     return uids >> 32
 
 
-def shard_dataset(files: dict[int, str], fn):
+def shard_dataset(files: dict[int, StoragePath], fn):
     """A Ray Dataset running `fn` over each clean shard (one task per shard)."""
     import ray
 
@@ -77,13 +80,11 @@ def shard_dataset(files: dict[int, str], fn):
         .map_batches(fn, batch_size=1, batch_format="pyarrow")
 
 
-def read_documents(files: dict[int, str], uids: np.ndarray, columns: list[str]) -> pa.Table:
+def read_documents(files: dict[int, StoragePath], uids: np.ndarray, columns: list[str]) -> pa.Table:
     """The given columns (and uid) of the kept documents `uids`, read from their clean shards."""
-    import pyarrow.parquet as pq
-
     out = []
     for shard in np.unique(shard_of(uids)).tolist():
-        table = pq.read_table(files[shard], columns=[UID] + columns)
+        table = read_table(files[shard], columns=[UID] + columns)
         out.append(table.filter(pc.is_in(table[UID], value_set=pa.array(uids, pa.int64()))))
     return pa.concat_tables(out) if out else None
 
@@ -113,7 +114,7 @@ def group_verdicts(rows: pa.Table, key: str) -> pa.Table:
     return _verdicts(rows[UID].to_numpy()[dup], rows["id"].take(pa.array(first[dup], pa.int64())), size[dup])
 
 
-def write_verdicts(verdicts, folder: Path) -> dict:
+def write_verdicts(verdicts, folder: StoragePath) -> dict:
     """Write the verdict rows (uid, duplicate_of, size) under `folder`, partitioned by shard; returns
     the number of duplicates and the histogram of cluster sizes (a cluster of k has k - 1 verdicts)."""
     verdicts = verdicts.materialize()
@@ -121,9 +122,11 @@ def write_verdicts(verdicts, folder: Path) -> dict:
     per_block = verdicts.map_batches(_size_counts, batch_format="pyarrow", batch_size=None)
     for row in per_block.iter_rows():
         counts[row["size"]] += row["rows"]
-    shutil.rmtree(folder, ignore_errors=True)  # a killed run's partial files
+    rmtree(folder)  # a killed run's partial files
     if sum(counts.values()):
-        verdicts.map_batches(_with_shard, batch_format="pyarrow").write_parquet(str(folder), partition_cols=[SHARD])
+        fs, where = filesystem(folder)  # a remote folder's filesystem carries its credentials to the writers
+        verdicts.map_batches(_with_shard, batch_format="pyarrow").write_parquet(
+            where, filesystem=fs, partition_cols=[SHARD])
     return {"duplicates": sum(counts.values()),
             "clusters": {str(k): v // (k - 1) for k, v in sorted(counts.items())}}
 
@@ -145,15 +148,13 @@ def _with_shard(t: pa.Table) -> pa.Table:
 class ExactRows:
     """For the shards named in a batch: one row per kept document, keyed by its digest."""
 
-    files: dict[int, str]
+    files: dict[int, StoragePath]
     partitions: int
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.parquet as pq
-
         out = []
         for shard in batch["shard"].to_pylist():
-            table = pq.read_table(self.files[shard], columns=[UID, "reason"] + ORDER + [EXACT_COLUMN])
+            table = read_table(self.files[shard], columns=[UID, "reason"] + ORDER + [EXACT_COLUMN])
             table = table.filter(pc.equal(table["reason"], KEPT)).select([UID] + ORDER + [EXACT_COLUMN])
             key = np.array([int.from_bytes(d[:8], "little") for d in table[EXACT_COLUMN].to_pylist()], np.uint64)
             out.append(table.append_column(PART, pa.array(partition_of(key, self.partitions))))
@@ -173,16 +174,14 @@ class BandRows:
     """For the shards named in a batch: one row per band of each kept document that is no exact
     duplicate (those are in `exact`, the exact verdict folder), keyed by the band key."""
 
-    files: dict[int, str]
+    files: dict[int, StoragePath]
     partitions: int
-    exact: Path | None
+    exact: StoragePath | None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.parquet as pq
-
         out = []
         for shard in batch["shard"].to_pylist():
-            table = pq.read_table(self.files[shard], columns=[UID, "reason", BANDS_COLUMN])
+            table = read_table(self.files[shard], columns=[UID, "reason", BANDS_COLUMN])
             keep = pc.equal(table["reason"], KEPT)
             dups = shard_verdicts(self.exact, shard) if self.exact is not None else None
             if dups is not None:
@@ -230,7 +229,7 @@ class PairEnds:
                          PART: pa.array(partition_of(shard_of(uid), self.partitions))})
 
 
-def attach_shingles(group: pa.Table, files: dict[int, str], shingle_words: int, partitions: int) -> pa.Table:
+def attach_shingles(group: pa.Table, files: dict[int, StoragePath], shingle_words: int, partitions: int) -> pa.Table:
     """One shard partition's pair ends, distinct: each gets the shingle set of its document (read
     from the clean shard, computed once per document) and is keyed by its pair."""
     ends = np.unique(np.stack([group[UID].to_numpy(), group[A].to_numpy(), group[B].to_numpy()], axis=1), axis=0)
@@ -274,7 +273,7 @@ def score_pairs(group: pa.Table, threshold: float, verify: bool) -> pa.Table:
                      "_ok": pa.array(ok, pa.bool_())})
 
 
-def scored_pairs(pairs, files: dict[int, str], f: FuzzyDedupConfig, partitions: int):
+def scored_pairs(pairs, files: dict[int, StoragePath], f: FuzzyDedupConfig, partitions: int):
     """The distinct candidate pairs (a, b, _ok), materialized."""
     if f.verify:
         ends = grouped(pairs.map_batches(PairEnds(partitions), batch_format="pyarrow"), partitions) \
@@ -303,7 +302,7 @@ class MemberRows:
                          PART: pa.array(partition_of(shard_of(uid), self.partitions))})
 
 
-def attach_order(group: pa.Table, files: dict[int, str], partitions: int) -> pa.Table:
+def attach_order(group: pa.Table, files: dict[int, StoragePath], partitions: int) -> pa.Table:
     """One shard partition's cluster members, distinct, with their survivor-order columns, keyed by
     their cluster's root."""
     members = np.unique(np.stack([group[UID].to_numpy(), group[ROOT].to_numpy()], axis=1), axis=0)
@@ -321,26 +320,26 @@ def cluster_verdicts(group: pa.Table) -> pa.Table:
 # ---------------------------------------------------------------- the pass
 
 
-def find_duplicates(clean_files: dict[int, str], cfg: DedupConfig, partitions: int, out_dir: Path) -> DedupResult:
+def find_duplicates(clean_files: dict[int, StoragePath], cfg: DedupConfig, partitions: int, out_dir: StoragePath) -> DedupResult:
     """The dedup pass over the clean shards (`{shard index: path}`): verdicts written under
     `out_dir` (one folder per step) and statistics."""
     result = DedupResult()
     exact_dir = None
     if cfg.exact:
-        exact_dir = Path(out_dir) / "exact_dedup"
+        exact_dir = out_dir / "exact_dedup"
         keys = shard_dataset(clean_files, ExactRows(clean_files, partitions))
         result.stats["exact"] = write_verdicts(
             grouped(keys, partitions).map_groups(exact_verdicts, batch_format="pyarrow"), exact_dir)
         result.verdicts["exact_dedup"] = exact_dir
     if cfg.fuzzy.enabled:
-        fuzzy_dir = Path(out_dir) / "fuzzy_dedup"
+        fuzzy_dir = out_dir / "fuzzy_dedup"
         result.stats["fuzzy"] = near_duplicates(clean_files, cfg.fuzzy, partitions, exact_dir, fuzzy_dir)
         result.verdicts["fuzzy_dedup"] = fuzzy_dir
     return result
 
 
-def near_duplicates(files: dict[int, str], f: FuzzyDedupConfig, partitions: int, exact_dir: Path | None,
-                    out: Path) -> dict:
+def near_duplicates(files: dict[int, StoragePath], f: FuzzyDedupConfig, partitions: int, exact_dir: StoragePath | None,
+                    out: StoragePath) -> dict:
     """Steps 2 to 5 (see the module docstring): verdicts written under `out`; returns the statistics."""
     bands, rows = lsh_params(f.threshold, f.num_perm, f.false_positive_weight)
     stats: dict = {"threshold": f.threshold, "num_perm": f.num_perm, "bands": bands, "rows": rows,
@@ -361,5 +360,6 @@ def near_duplicates(files: dict[int, str], f: FuzzyDedupConfig, partitions: int,
     return stats
 
 
-def clean_paths(folder: Path, indices: list[int]) -> dict[int, str]:
-    return {i: str(folder / f"{shard_name(i)}.parquet") for i in indices}
+def clean_paths(folder: StoragePath, indices: list[int]) -> dict[int, StoragePath]:
+    # Path objects, not strings: a remote one carries its filesystem (and credentials) into the tasks.
+    return {i: folder / f"{shard_name(i)}.parquet" for i in indices}

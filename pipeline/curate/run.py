@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 
-from model.atomic import publish_dir
 from pipeline.config import Config, SourceConfig
 from pipeline.config.curate import CurateConfig
 from pipeline.curate.decontaminate import Decontaminate, EvalIndex, build_index
-from pipeline.curate.dedup import DedupResult, clean_paths, find_duplicates, shard_verdicts
+from pipeline.curate.dedup import (
+    DedupResult,
+    clean_paths,
+    find_duplicates,
+    shard_verdicts,
+)
 from pipeline.curate.langid import IdentifyLanguage
 from pipeline.curate.minhash import DedupKeys
 from pipeline.curate.normalize import Normalize
@@ -40,13 +43,20 @@ from pipeline.curate.reasons import explain
 from pipeline.curate.records import KEPT, CurateError
 from pipeline.curate.report import Tally, build_report
 from pipeline.curate.report_html import render_html
-from pipeline.curate.shards import ShardSpec, clean_shard, finish_shard, plan_shards, shard_name
+from pipeline.curate.shards import (
+    ShardSpec,
+    clean_shard,
+    finish_shard,
+    plan_shards,
+    shard_name,
+)
 from pipeline.curate.sources import list_source
 from pipeline.curate.split import SplitLong
 from pipeline.layout import Layout
 from pipeline.progress import Progress
+from pipeline.storage import StoragePath, publish_dir, resolve, rmtree
 
-__all__ = ["run_curate", "CurateError", "batch_steps"]
+__all__ = ["CurateError", "batch_steps", "run_curate"]
 
 WORK_FORMAT = 3
 """Bump when the work folder's contents change meaning: an older one is then discarded."""
@@ -78,28 +88,28 @@ def dedup_steps(cfg: CurateConfig) -> list[str]:
 class WorkDir:
     """The work folder of one output: clean shards, dedup verdicts, finished parts, tallies."""
 
-    root: Path
+    root: StoragePath
 
     @property
-    def clean(self) -> Path:
+    def clean(self) -> StoragePath:
         return self.root / "clean"
 
     @property
-    def dedup(self) -> Path:
+    def dedup(self) -> StoragePath:
         return self.root / "dedup"
 
     @property
-    def final(self) -> Path:
+    def final(self) -> StoragePath:
         return self.root / "final"
 
     @property
-    def tallies(self) -> Path:
+    def tallies(self) -> StoragePath:
         return self.root / "tallies"
 
-    def clean_file(self, index: int) -> Path:
+    def clean_file(self, index: int) -> StoragePath:
         return self.clean / f"{shard_name(index)}.parquet"
 
-    def tally_file(self, index: int) -> Path:
+    def tally_file(self, index: int) -> StoragePath:
         return self.tallies / f"{shard_name(index)}.json"
 
     def open(self, fingerprint: str) -> None:
@@ -110,7 +120,7 @@ class WorkDir:
         except (OSError, ValueError, KeyError):
             same = False
         if not same:
-            shutil.rmtree(self.root, ignore_errors=True)
+            rmtree(self.root)
         for folder in (self.clean, self.dedup, self.final, self.tallies):
             folder.mkdir(parents=True, exist_ok=True)
             for leftover in folder.glob("*.tmp*"):  # half-written by a killed task
@@ -118,7 +128,7 @@ class WorkDir:
         plan.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
 
 
-def run_curate(cfg: Config, layout: Layout, output_dir: Path | None = None, inputs: list[SourceConfig] | None = None,
+def run_curate(cfg: Config, layout: Layout, output_dir: StoragePath | None = None, inputs: list[SourceConfig] | None = None,
                progress: Callable[[str], None] | None = None) -> dict:
     """Curate `inputs` (default: `cfg.data.sources`, their paths expanded by `layout`) into
     `output_dir` (default: `layout.curated`); returns the report.
@@ -137,7 +147,7 @@ def run_curate(cfg: Config, layout: Layout, output_dir: Path | None = None, inpu
     files = [list_source(src, layout) for src in sources]  # fails fast, before any Ray work
     index = build_index(c.decontaminate, cfg.root) if c.decontaminate.enabled else None
     specs = plan_shards(sources, files, c.shards.target_bytes, c.shards.min_shards)
-    output_dir = Path(output_dir or layout.curated)
+    output_dir = resolve(output_dir or layout.curated)
     work = WorkDir(output_dir.with_name(f".{output_dir.name}.work"))
     work.open(_fingerprint(c, specs, index))
     try:
@@ -161,10 +171,10 @@ def run_curate(cfg: Config, layout: Layout, output_dir: Path | None = None, inpu
         (work.final / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (work.final / "report.html").write_text(render_html(report))
     except CurateError:
-        shutil.rmtree(work.root, ignore_errors=True)
+        rmtree(work.root)
         raise
     publish_dir(work.final, output_dir)
-    shutil.rmtree(work.root, ignore_errors=True)
+    rmtree(work.root)
     return report
 
 
@@ -272,7 +282,7 @@ def _finish(specs: list[ShardSpec], c: CurateConfig, dedup: DedupResult, work: W
 
 
 def _report(sources, files, specs, c: CurateConfig, index, clean: dict, dedup: DedupResult, finished: dict,
-            wall: dict, output_dir: Path, seconds: float) -> dict:
+            wall: dict, output_dir: StoragePath, seconds: float) -> dict:
     tally: Tally | None = None
     output = {"path": str(output_dir), "files": 0, "docs": 0, "bytes": 0, "file_bytes": 0}
     rejects = {"path": str(output_dir / "rejects"), "files": 0, "docs": 0, "bytes": 0, "file_bytes": 0}

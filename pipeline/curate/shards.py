@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -35,6 +33,7 @@ from pipeline.curate.records import KEPT, OUTPUT_COLUMNS, REJECT_COLUMNS, set_co
 from pipeline.curate.report import Tally, mark_step
 from pipeline.curate.sources import SourceFiles
 from pipeline.curate.split import mark_born
+from pipeline.storage import StoragePath, atomic_write, read_table, write_text
 
 UID = "_uid"
 """A row's number in the clean pass: shard index << 32 | row within the shard (unique, compact)."""
@@ -89,25 +88,18 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def write_atomically(table_batches, path: Path, schema_hint: pa.Schema | None = None) -> int:
-    """Write batches to `path` through a temporary file renamed at the end; returns rows written."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+def write_atomically(table_batches, path: StoragePath, schema_hint: pa.Schema | None = None) -> int:
+    """Write batches to `path` through a temporary file moved into place at the end; returns rows written."""
     writer, rows = None, 0
-    try:
+    with atomic_write(path) as f:
         for batch in table_batches:
             if writer is None:
-                writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+                writer = pq.ParquetWriter(f, batch.schema, compression="zstd")
             writer.write_table(batch)
             rows += len(batch)
         if writer is None:
-            writer = pq.ParquetWriter(tmp, schema_hint or pa.schema([]), compression="zstd")
+            writer = pq.ParquetWriter(f, schema_hint or pa.schema([]), compression="zstd")
         writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return rows
 
 
@@ -126,7 +118,7 @@ class Timer:
 
 
 def clean_shard(spec: ShardSpec, cfg: CurateConfig, steps: list[tuple[str, Callable]], keys: Callable,
-                out: Path) -> dict:
+                out: StoragePath) -> dict:
     """Read one shard, run the per-document steps (each then counted for the report) and the dedup
     key step, write every row to `out`; returns a summary (rows, CPU seconds per step)."""
     timer = Timer()
@@ -211,12 +203,12 @@ SORT_KEYS = [("id", "ascending"), ("source", "ascending"), ("_loc", "ascending")
 """Row order in the part files: by id; source and locator break ties between equal ids."""
 
 
-def finish_shard(spec: ShardSpec, clean: Path, verdicts: dict[str, pa.Table | None], dedup_steps: list[str],
-                 out_dir: Path, rows_per_file: int, tally_path: Path) -> dict:
+def finish_shard(spec: ShardSpec, clean: StoragePath, verdicts: dict[str, pa.Table | None], dedup_steps: list[str],
+                 out_dir: StoragePath, rows_per_file: int, tally_path: StoragePath) -> dict:
     """Apply the dedup verdicts and the mixture weight to one clean shard and write its part files
     (`part-NNNNN-KKK.parquet`) and rejects; the tally file, written last, marks the shard done."""
     start = time.process_time()
-    table = pq.read_table(clean)
+    table = read_table(clean)
     for step in dedup_steps:
         table = mark_step(apply_verdicts(table, verdicts.get(step), DEDUP_REASONS[step]), step)
     table = mark_step(apply_mixture(table, spec.source.curate_weight), "mixture")
@@ -232,13 +224,11 @@ def finish_shard(spec: ShardSpec, clean: Path, verdicts: dict[str, pa.Table | No
         written[name] = write_parts(rows.select(list(columns)), folder, spec.index, rows_per_file)
     summary = {"shard": spec.index, "tally": tally.to_json(), "written": written,
                "seconds": {"finish": time.process_time() - start}}
-    tmp = tally_path.with_name(tally_path.name + ".tmp")
-    tmp.write_text(json.dumps(summary))
-    os.replace(tmp, tally_path)
+    write_text(tally_path, json.dumps(summary))
     return summary
 
 
-def write_parts(table: pa.Table, folder: Path, shard: int, rows_per_file: int) -> dict:
+def write_parts(table: pa.Table, folder: StoragePath, shard: int, rows_per_file: int) -> dict:
     """`table` as `part-<shard>-<k>.parquet` files of at most `rows_per_file` rows."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {"files": 0, "docs": 0, "bytes": 0, "file_bytes": 0}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from pipeline import storage
 from pipeline.config import SOURCE_FORMATS, SourceConfig
 from pipeline.config.data import AUTO
 from pipeline.curate.records import CurateError
@@ -60,7 +61,7 @@ def list_source(src: SourceConfig, layout: Layout) -> SourceFiles:
     """The files of one configured source, sorted; CurateError if there are none, or if every one is empty."""
     location = layout.expand(src.path)
     if "://" in location:
-        fs, path = pafs.FileSystem.from_uri(location)
+        fs, path = storage.filesystem(location)  # explicit credentials: they travel to the tasks
     else:
         fs, path = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
     where = f"source {src.name!r} ({src.format}): path {src.path!r}" + (
@@ -195,7 +196,7 @@ def _folder_files(path: str) -> list[str]:
     """Visible files under `path` (relative), if it is a folder on a filesystem pyarrow can open."""
     try:
         if "://" in path:
-            fs, root = pafs.FileSystem.from_uri(path)
+            fs, root = storage.filesystem(path)
         else:
             fs, root = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
         if fs.get_file_info(root).type != pafs.FileType.Directory:

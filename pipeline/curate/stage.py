@@ -61,8 +61,13 @@ def source_files(ctx: Context) -> dict:
     entries = []
     for src in ctx.cfg.data.sources:
         path = ctx.layout.expand(src.path)
-        if "://" in path:
-            entries.append([src.name, path])
+        if "://" in path:  # a storage URI: its listing (names, sizes, times), as for local files
+            try:
+                f = list_source(src, ctx.layout)
+            except CurateError:  # not there yet (check_sources reports it when it matters)
+                entries.append([src.name, path])
+                continue
+            entries += [[src.name, p, size, mtime] for p, size, mtime in zip(f.paths, f.sizes, f.mtimes or [])]
             continue
         matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
         for m in matches:

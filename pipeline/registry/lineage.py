@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.config import Config, dump_config
 from pipeline.layout import Layout
 from pipeline.records import StageRecords
+from pipeline.storage import StoragePath, local_copy
 from pipeline.tracking import git_commit
 
 UPSTREAM = {"curate": "ownlm.lineage.curated", "tokenizer": "ownlm.lineage.tokenizer",
@@ -25,15 +26,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def lineage_tags(cfg: Config, layout: Layout, checkpoint: Path, parent_of=None) -> dict[str, str]:
+def lineage_tags(cfg: Config, layout: Layout, checkpoint: StoragePath, parent_of=None) -> dict[str, str]:
     """Tags for a new version of the checkpoint. The stage fingerprints and the training run come from
     the stage records under the layout's root when the checkpoint is that root's trained model (for a
     checkpoint from elsewhere they are `unknown`, never guessed). `parent_of(run_id)` gives a run's
     parent run id (the `ownlm run` that trained it)."""
     from model.checkpoint import read_metadata  # torch
 
-    meta = read_metadata(checkpoint)
-    tags = {"ownlm.checkpoint.sha256": file_sha256(checkpoint / "model.safetensors"),
+    local = local_copy(checkpoint)
+    meta = read_metadata(local)
+    tags = {"ownlm.checkpoint.sha256": file_sha256(local / "model.safetensors"),
             "ownlm.tokenizer_fingerprint": str(meta.get("tokenizer_fingerprint", UNKNOWN)),
             "ownlm.preset": str(meta.get("preset", UNKNOWN)),
             "ownlm.config.sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),

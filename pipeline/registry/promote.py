@@ -59,7 +59,7 @@ def tokens_for(layout: Layout) -> Path | None:
 
 def evaluate_version(cfg: Config, layout: Layout, registry: Registry, version: Version, out: Path) -> dict:
     return evaluate_checkpoint(cfg.eval, registry.checkpoint(version), tokens_for(layout), out,
-                               hide_paths=[layout.root])["metrics"]
+                               hide_paths=[layout.root] if isinstance(layout.root, Path) else [])["metrics"]
 
 
 def promote(cfg: Config, layout: Layout, candidate: Version, *, force: bool = False, reason: str | None = None,

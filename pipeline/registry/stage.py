@@ -5,9 +5,7 @@ checkpoint and promotes nothing."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from model.atomic import write_text
 from model.errors import UsageError
 from pipeline.config import Config, dump_config
 from pipeline.layout import Layout, Location
@@ -15,6 +13,7 @@ from pipeline.options import ConfigFlag, PathFlag
 from pipeline.registry.lineage import lineage_tags
 from pipeline.registry.promote import promote
 from pipeline.stage import Context, Stage
+from pipeline.storage import StoragePath, local_copy, write_text
 from pipeline.tracking import Tracker
 from pipeline.tracking.registry import CACHE_FOLDER, CHALLENGER, Registry, Version
 
@@ -27,7 +26,7 @@ def require_tracking(cfg: Config) -> None:
         raise UsageError("the model registry lives in MLflow: set tracking.enabled: true")
 
 
-def register_checkpoint(cfg: Config, layout: Layout, checkpoint: Path, tracker: Tracker,
+def register_checkpoint(cfg: Config, layout: Layout, checkpoint: StoragePath, tracker: Tracker,
                         alias: str | None = None, extra_tags: dict[str, str] | None = None) -> Version:
     """A new version of `checkpoint` with its lineage tags (in a run of its own, or the active one's
     child), given `alias` when set. `extra_tags` add to or replace lineage tags (a retrained model's
@@ -39,7 +38,7 @@ def register_checkpoint(cfg: Config, layout: Layout, checkpoint: Path, tracker: 
     with tracker.run("register", stage="register", log_config=False):
         tags = lineage_tags(cfg, layout, checkpoint, parent_of=registry.parent_run)
         tags.update({"ownlm.register_run_id": tracker.run_id or "", **(extra_tags or {})})
-        version = registry.register(checkpoint, tags, dump_config(cfg))
+        version = registry.register(local_copy(checkpoint), tags, dump_config(cfg))  # MLflow logs local files
     if alias:
         registry.set_alias(alias, version)
     print(f"   registered {checkpoint} as {version.uri}" + (f" (@{alias})" if alias else ""), flush=True)

@@ -93,7 +93,8 @@ CODE_TOO_LARGE_BYTES = 260_000
 def read_marker(dest: Path) -> dict | None:
     """The marker of a complete corpus built by this Python and builder version, else None."""
     try:
-        marker = json.loads((Path(dest) / MARKER).read_text())
+        # a Path or a storage path (pipeline/storage.py); this module itself imports only the standard library
+        marker = json.loads(((Path(dest) if isinstance(dest, str) else dest) / MARKER).read_text())
     except (OSError, ValueError):
         return None
     if marker.get("python") != sys.version or marker.get("format") != FORMAT:

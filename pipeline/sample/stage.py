@@ -4,35 +4,36 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 from evaluation.tasks import TASKS_DIR
 from model.atomic import discard_dir, publish_dir, staging_dir
 from pipeline.layout import Location
 from pipeline.sample import corpus
 from pipeline.stage import Context, Stage
+from pipeline.storage import StoragePath, local_output, resolve
 
 
-def build_sample(dest: Path) -> dict:
+def build_sample(dest: StoragePath | str) -> dict:
     """Build the sample corpus at `dest` (idempotent) and return its `_SUCCESS` marker.
 
     A marker written by this Python and this builder version means the corpus is complete:
     it is returned as is. Otherwise the corpus is built in a temporary sibling folder and
     published in one step, so a killed build never leaves half a corpus behind.
     """
-    dest = Path(dest)
+    dest = resolve(dest)
     marker = corpus.read_marker(dest)
     if marker is not None:
         return marker
-    tmp = staging_dir(dest)
-    # -I: no PYTHON* variables, no user site, and not this folder on sys.path (where a module
-    # of ours could shadow the standard library's); -S: no site-packages at all.
-    proc = subprocess.run([sys.executable, "-I", "-S", corpus.__file__, str(tmp), str(TASKS_DIR / "pyfacts.jsonl")],
-                          cwd=tmp, env={"LC_ALL": "C.UTF-8"}, capture_output=True, text=True)
-    if proc.returncode != 0:
-        discard_dir(tmp)
-        raise RuntimeError(f"building the sample corpus in {tmp} failed:\n{proc.stderr[-3000:]}")
-    publish_dir(tmp, dest)
+    with local_output(dest) as out:  # the builder writes local files; a remote root gets them uploaded
+        tmp = staging_dir(out)
+        # -I: no PYTHON* variables, no user site, and not this folder on sys.path (where a module
+        # of ours could shadow the standard library's); -S: no site-packages at all.
+        proc = subprocess.run([sys.executable, "-I", "-S", corpus.__file__, str(tmp), str(TASKS_DIR / "pyfacts.jsonl")],
+                              cwd=tmp, env={"LC_ALL": "C.UTF-8"}, capture_output=True, text=True)
+        if proc.returncode != 0:
+            discard_dir(tmp)
+            raise RuntimeError(f"building the sample corpus in {tmp} failed:\n{proc.stderr[-3000:]}")
+        publish_dir(tmp, out)
     return corpus.read_marker(dest)
 
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
-from model.atomic import discard_dir, publish_dir, staging_dir
 from model.tokenizer import Tokenizer
 from pipeline.config import TokenizeConfig
 from pipeline.layout import Location
@@ -27,6 +24,8 @@ from pipeline.options import ConfigFlag, PathFlag
 from pipeline.packed import Manifest
 from pipeline.progress import Progress
 from pipeline.stage import Context, Stage
+from pipeline.storage import (StoragePath, atomic_write, copy_file, discard_dir, local_copy, on_one_filesystem,
+                              publish_dir, resolve, staging_dir)
 from pipeline.tokenize.curated import TokenizeError, curated_files, curated_rows
 
 
@@ -65,9 +64,9 @@ class TokenizePack:
     training loader can weight sources (`SourceConfig.weight`) row by row.
     """
 
-    def __init__(self, tokenizer_path: str, out_dir: str, seq_len: int, val_fraction: float):
-        self.tok = Tokenizer.from_file(tokenizer_path)
-        self.out = Path(out_dir)
+    def __init__(self, tokenizer_path: StoragePath, out_dir: StoragePath, seq_len: int, val_fraction: float):
+        self.tok = Tokenizer.from_file(local_copy(tokenizer_path))
+        self.out = out_dir
         self.row_len = seq_len + 1
         self.val_fraction = val_fraction
         self.dtype = token_dtype(self.tok.vocab_size)
@@ -86,8 +85,7 @@ class TokenizePack:
             rows, tail = pack_rows([encoded[i] for i in picks], self.tok.eot_id, self.row_len, self.dtype)
             rel = f"{split}/{source_slug(source)}/shard-{name}.npy"
             if len(rows):
-                (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
-                np.save(self.out / rel, rows)
+                save_rows(self.out / rel, rows)
             out["split"].append(split)
             out["source"].append(source)
             out["file"].append(rel if len(rows) else "")
@@ -99,30 +97,37 @@ class TokenizePack:
         return pa.table(out)
 
 
-def tokenize_and_pack(curated_dir: Path, tokenizer_dir: Path, output_dir: Path, cfg: TokenizeConfig,
+def save_rows(path: StoragePath, rows: np.ndarray) -> None:
+    """One `.npy` shard, appearing whole (a retried task may be writing the same name)."""
+    with atomic_write(path) as f:
+        np.save(f, rows)
+
+
+def tokenize_and_pack(curated_dir: StoragePath, tokenizer_dir: StoragePath, output_dir: StoragePath, cfg: TokenizeConfig,
                       progress: Callable[[str], None] | None = None) -> Manifest:
     """Tokenize the curated corpus with a Ray Data actor pool and write packed shards + manifest;
     `progress` gets a line now and then (documents and tokens done, rates, eta)."""
-    tokenizer_path = Path(tokenizer_dir) / "tokenizer.json"
+    tokenizer_path = resolve(tokenizer_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise TokenizeError(f"{tokenizer_path} not found: run `ownlm tokenizer` first")
     files = curated_files(curated_dir)
-    tmp = staging_dir(output_dir)
+    tmp = staging_dir(resolve(output_dir))
     try:
         manifest = _pack_into(tmp, files, tokenizer_path, cfg, progress or (lambda line: None))
     except BaseException:
         discard_dir(tmp)
         raise
-    publish_dir(tmp, output_dir)
+    publish_dir(tmp, resolve(output_dir))
     return manifest
 
 
-def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeConfig,
+def _pack_into(tmp: StoragePath, files: list[StoragePath], tokenizer_path: StoragePath, cfg: TokenizeConfig,
                say: Callable[[str], None]) -> Manifest:
     import ray.data
 
-    tok = Tokenizer.from_file(tokenizer_path)
-    ds = ray.data.read_parquet(files).select_columns(["id", "text", "source"])
+    tok = Tokenizer.from_file(local_copy(tokenizer_path))
+    fs, paths = on_one_filesystem(files)
+    ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(["id", "text", "source"])
     # Blocks in file order, whatever finishes first: which documents share a batch decides the
     # shards (their names, and where rows break), so the same corpus must always batch the same
     # way, or a rerun of an unchanged stage would train on other rows.
@@ -133,7 +138,8 @@ def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeC
     ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
     packed = ds.map_batches(
         TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
-        fn_constructor_args=(str(tokenizer_path), str(tmp), cfg.seq_len, cfg.val_fraction),
+        # Path objects, not strings: a remote one carries its filesystem (and credentials) to the actors.
+        fn_constructor_args=(tokenizer_path, tmp, cfg.seq_len, cfg.val_fraction),
         compute=ray.data.ActorPoolStrategy(min_size=_pool_floor(cfg.num_actors), max_size=cfg.num_actors),
         num_cpus=1,
         # One Rust thread per actor: parallelism comes from the actor pool, and tokenizers' own
@@ -167,7 +173,7 @@ def _pack_into(tmp: Path, files: list[str], tokenizer_path: Path, cfg: TokenizeC
                         tokenizer_fingerprint=tok.fingerprint, splits=splits)
     manifest.write(tmp)
     # The tokens carry their tokenizer, so `ownlm train --data DIR` needs nothing else.
-    shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+    copy_file(tokenizer_path, tmp / "tokenizer.json")
     return manifest
 
 
@@ -183,13 +189,12 @@ def _pool_floor(num_actors: int) -> int:
     return max(1, min(num_actors, cpus - 1))
 
 
-def _finish_source(batches: list[dict], out: Path, folder: str, row_len: int, pad_id: int, dtype) -> dict:
+def _finish_source(batches: list[dict], out: StoragePath, folder: str, row_len: int, pad_id: int, dtype) -> dict:
     """One source of one split: its batches' shards plus a last shard packed from their tails."""
     files = [r["file"] for r in batches if r["file"]]
     tail_rows = _pack_tails([r["tail"] for r in batches], row_len, pad_id, dtype)
     if len(tail_rows):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        np.save(out / folder / "shard-tail.npy", tail_rows)
+        save_rows(out / folder / "shard-tail.npy", tail_rows)
         files.append(f"{folder}/shard-tail.npy")
     return {
         "files": files,

@@ -3,7 +3,6 @@ with ownlm's special tokens (end-of-text, padding, mask, chat roles)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -15,27 +14,29 @@ from pipeline.config import TokenizerConfig
 from pipeline.layout import Location
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stage import Context, Stage
+from pipeline.storage import StoragePath, copy_file, local_output, resolve
 from pipeline.tokenize.curated import TokenizeError, iter_texts
 
 
-def train_tokenizer(curated_dir: Path, output_dir: Path, cfg: TokenizerConfig) -> dict:
+def train_tokenizer(curated_dir: StoragePath, output_dir: StoragePath, cfg: TokenizerConfig) -> dict:
     """Train (or copy, when `tokenizer.path` is set) a byte-level BPE tokenizer into output_dir/tokenizer.json."""
-    tmp = staging_dir(output_dir)
-    try:
-        info = _train_into(tmp, curated_dir, cfg)
-    except BaseException:
-        discard_dir(tmp)
-        raise
-    publish_dir(tmp, output_dir)
+    with local_output(output_dir) as out:  # `tokenizers` saves to a local file
+        tmp = staging_dir(out)
+        try:
+            info = _train_into(tmp, curated_dir, cfg)
+        except BaseException:
+            discard_dir(tmp)
+            raise
+        publish_dir(tmp, out)
     return info
 
 
-def _train_into(tmp: Path, curated_dir: Path, cfg: TokenizerConfig) -> dict:
+def _train_into(tmp: Path, curated_dir: StoragePath, cfg: TokenizerConfig) -> dict:
     if cfg.path:
-        src = Path(cfg.path).expanduser()
+        src = resolve(cfg.path)
         if not src.is_file():
             raise TokenizeError(f"tokenizer.path {src} does not exist")
-        shutil.copyfile(src, tmp / "tokenizer.json")
+        copy_file(src, tmp / "tokenizer.json")
     else:
         tok = Tokenizer(models.BPE())
         # GPT-2 style: bytes, never an unknown token; the regex keeps words, numbers and punctuation apart.

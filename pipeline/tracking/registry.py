@@ -17,6 +17,7 @@ from typing import Any
 from model.atomic import publish_dir, staging_dir, write_text
 from model.errors import UsageError
 from pipeline.config import Config
+from pipeline.storage import StoragePath, cache_root, is_remote, resolve
 
 MODELS_PREFIX = "models:/"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -61,14 +62,14 @@ def parse_model_uri(text: str) -> tuple[str, str | None, int | None]:
     return m["name"], m["alias"], int(version) if version is not None else None
 
 
-def resolve_checkpoint(cfg: Config, text: str | Path) -> Path:
+def resolve_checkpoint(cfg: Config, text: str | Path) -> StoragePath:
     """The local checkpoint folder a command's checkpoint argument names: a path as it is, or a
     `models:/NAME@ALIAS` / `models:/NAME/VERSION` URI downloaded (once) into the storage root.
 
     The one place that understands registry URIs: the CLI calls it for every path flag
     (`--model models:/ownlm@champion`), and a command with a positional checkpoint calls it itself."""
     if not is_model_uri(text):
-        return Path(text)
+        return resolve(text) if is_remote(text) else Path(text)  # a storage URI stays one
     name, alias, number = parse_model_uri(str(text))
     registry = Registry(cfg, name)
     version = registry.version(alias=alias, number=number)
@@ -155,7 +156,7 @@ class Registry:
 
         if mlflow.active_run() is None:
             raise RuntimeError("Registry.register needs an active run (open one with Tracker.run)")
-        folder = staging_dir(self.cfg.root / CACHE_FOLDER / ".register")
+        folder = staging_dir(self._cache / ".register")
         try:
             (folder / "config.yaml").write_text(config_text)
             info = mlflow.pyfunc.log_model(
@@ -179,10 +180,15 @@ class Registry:
 
     # ---- files
 
+    @property
+    def _cache(self) -> Path:
+        """Local files (models load from them): under a local root, else in this node's cache."""
+        return (self.cfg.root if isinstance(self.cfg.root, Path) else cache_root()) / CACHE_FOLDER
+
     def checkpoint(self, version: Version) -> Path:
         """The version's checkpoint folder, downloaded once into `<root>/registry/NAME/VERSION`
         (again if the store now holds another model under that number)."""
-        dest = self.cfg.root / CACHE_FOLDER / self.name / str(version.number)
+        dest = self._cache / self.name / str(version.number)
         mark = dest / _SOURCE_MARK
         if mark.is_file() and mark.read_text() == version.source:
             return dest

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from evaluation.names import clean_metric_name
 from model.errors import UserError
-from pipeline import console
+from pipeline import console, storage
 from pipeline.config import Config
 from pipeline.tracking.server import CLIENT_PASSWORD_ENV, CLIENT_USERNAME_ENV, check_server, is_server_uri
 
@@ -75,8 +75,9 @@ class Tracker:
                 os.environ["MLFLOW_TRACKING_URI"] = user_uri
             with refused_credentials(self.uri):
                 if mlflow.get_experiment_by_name(self.experiment) is None:
-                    # Artifacts beside the store, under the root, so one folder holds everything.
-                    location = (cfg.root / "mlartifacts").as_uri() if self.uri.startswith("sqlite:") else None
+                    # Artifacts beside the SQLite store (under the root by default), so one folder holds everything.
+                    location = (Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri() \
+                        if self.uri.startswith("sqlite:///") else None
                     mlflow.create_experiment(self.experiment, artifact_location=location)
                 mlflow.set_experiment(self.experiment)
 
@@ -156,10 +157,11 @@ class Tracker:
                 self._call("log metrics", mlflow.log_metrics, clean, step=step)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if self.enabled and Path(path).exists():
+        if self.enabled and storage.exists(path):
             import mlflow
 
-            if Path(path).is_dir():
+            path = storage.local_copy(path)  # MLflow uploads local files: a remote one is fetched first
+            if path.is_dir():
                 self._call("log artifacts", mlflow.log_artifacts, str(path), artifact_path=artifact_path)
             else:
                 self._call("log an artifact", mlflow.log_artifact, str(path), artifact_path=artifact_path)

@@ -15,6 +15,8 @@ from model.errors import UserError
 from model.tokenizer import Tokenizer
 from pipeline.config import Config, TrainConfig
 from pipeline.packed import Manifest
+from pipeline.storage import (cache_root, filesystem, is_remote, local_copy, local_output, resolve, rmtree,
+                              worker_env)
 from pipeline.train import failures
 from pipeline.train.checkpoints import export_model
 from pipeline.train.faults import forwarded_env
@@ -27,11 +29,11 @@ class TrainError(UserError, RuntimeError):
 
 def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
     manifest = Manifest.read(tokens_dir)
-    tokenizer_path = Path(tokens_dir) / "tokenizer.json"
+    tokenizer_path = resolve(tokens_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise TrainError(f"{tokenizer_path} not found: the tokens folder must hold the tokenizer that made "
                          f"it (`ownlm tokenize` writes it there)")
-    tok = Tokenizer.from_file(tokenizer_path)
+    tok = Tokenizer.from_file(local_copy(tokenizer_path))
     if manifest.tokenizer_fingerprint != tok.fingerprint:
         raise TrainError(f"the tokens in {tokens_dir} were made with another tokenizer than "
                          f"{tokenizer_path}: rerun `ownlm tokenize`")
@@ -95,10 +97,7 @@ def launch(job: TrainJob, tc: TrainConfig, output_dir: Path, storage_dir: Path, 
 
 def storage_root(tc: TrainConfig, storage_dir: Path) -> str:
     """Ray Train's storage path: train.storage_path, else storage_dir (made absolute, as Ray wants)."""
-    storage = tc.storage_path or str(storage_dir)
-    if "://" not in storage:  # a local folder
-        storage = str(Path(storage).expanduser().resolve())
-    return storage
+    return str(resolve(tc.storage_path or storage_dir))
 
 
 def trainer_for(job: TrainJob, tc: TrainConfig, storage: str, run_name: str, log_path: Path, callbacks=(),
@@ -135,18 +134,13 @@ def run_path(storage: str, run_name: str) -> str:
 def failure_log_path(storage: str, storage_dir: Path, run_name: str) -> Path:
     """Where worker failures are written in full: the run's folder, or for a storage URI the local
     default storage folder (the controller, which writes it, runs on the driver's node)."""
-    local = Path(storage) if "://" not in storage else Path(storage_dir).expanduser().resolve()
+    local = Path(storage) if not is_remote(storage) else cache_root() / "train-logs"
     return local / run_name / "failures.log"
 
 
 def delete_run(storage: str, run_name: str) -> None:
     """Remove a run's folder (local or any pyarrow filesystem URI) so the next fit starts over."""
-    import pyarrow.fs as pafs
-
-    fs, base = pafs.FileSystem.from_uri(storage) if "://" in storage else (pafs.LocalFileSystem(), storage)
-    path = f"{base.rstrip('/')}/{run_name}"
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
+    rmtree(resolve(run_path(storage, run_name)))
 
 
 def finish(result, which: str, output_dir: Path, where: str = "the run") -> dict:
@@ -157,8 +151,8 @@ def finish(result, which: str, output_dir: Path, where: str = "the run") -> dict
     if chosen is None:
         raise TrainError(f"training finished without a checkpoint ({where})")
     checkpoint, chosen_metrics = chosen
-    with checkpoint.as_directory() as ckpt_dir:
-        export_model(ckpt_dir, output_dir)
+    with checkpoint.as_directory() as ckpt_dir, local_output(resolve(output_dir)) as out:
+        export_model(ckpt_dir, out)
     metrics = {**chosen_metrics, **summary.get("metrics", {})}
     metrics.update({"step": summary.get("step", chosen_metrics.get("step")),
                     "final/step": chosen_metrics.get("step"), "final/val_loss": chosen_metrics.get("val/loss")})
@@ -190,8 +184,10 @@ def scaling_config(tc: TrainConfig):
 def run_config(tc: TrainConfig, run_name: str, storage: str, log_path: Path, callbacks=()):
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
 
+    # The filesystem object, not the URI, so that its credentials travel to the workers (pipeline/storage.py).
+    fs, storage_on_fs = filesystem(storage)
     return RunConfig(
-        name=run_name, storage_path=storage,
+        name=run_name, storage_path=storage_on_fs, storage_filesystem=fs if is_remote(storage) else None,
         # One line per worker failure on the console, the full errors in log_path (failures.py).
         callbacks=[failures.FailureLog(log_path, tc.max_failures, run_path(storage, run_name)), *callbacks],
         # Keep the best checkpoints by validation loss (every checkpoint report carries one);
@@ -202,7 +198,8 @@ def run_config(tc: TrainConfig, run_name: str, storage: str, log_path: Path, cal
         # Progress lines come from rank 0's own prints; Train's per-report INFO logs would drown them.
         logging_config=LoggingConfig(log_level="WARNING"),
         # Train V2 also re-logs every print through its logger, which shows each line twice.
-        worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **forwarded_env()}})
+        # The storage variables too: the workers read the tokens and tokenizer named by URI in the job.
+        worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **forwarded_env(), **worker_env()}})
 
 
 def choose_checkpoint(result, which: str):

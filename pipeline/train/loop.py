@@ -24,6 +24,7 @@ from model.objectives import loss_terms
 from model.transformer import Transformer
 from pipeline.config import TrainConfig
 from pipeline.packed import PackedSplit
+from pipeline.storage import local_copy
 from pipeline.tracking import RemoteMetricLogger
 from pipeline.train import checkpoints, parallel
 from pipeline.train.data import Position, ShuffledBatches
@@ -329,7 +330,7 @@ class Trainer:
                               "min_lr_ratio": self.tc.min_lr_ratio, "total_steps": self.total_steps}}
         with tempfile.TemporaryDirectory() as tmp:
             mine = checkpoints.save(Path(tmp) / "checkpoint", self.model, self.optimizer, state,
-                                    model_config=self.mcfg, tokenizer_path=self.job.tokenizer_path,
+                                    model_config=self.mcfg, tokenizer_path=local_copy(self.job.tokenizer_path),
                                     metadata=meta, rank=self.rank, device=self.device)
             # commit: training goes on only once Ray Train has registered this checkpoint, so a
             # worker lost at any later step resumes from it (session.RaySession.report)
