@@ -8,11 +8,19 @@ reference's own FLOP count (model.config.flops_per_token equals it; a test pins 
 the reference (`run()` of ../shared/bench/ref_gpt.py) with the same shape in the same process.
 ours_vs_ref = our tokens/s / the reference's, per variant (goal >= 1 compiled).
 
+The `fsdp2` variant is the training loop's FSDP2 path (`train.strategy: fsdp2`): the model built
+on the meta device, `fully_shard`ed per block and at the root, each rank's shards materialised
+and initialised (pipeline.train.parallel), bf16 by FSDP2's MixedPrecisionPolicy (fp32 reduce),
+eager. Alone it runs as one rank in a process group of its own (NCCL); under
+`torchrun --nproc-per-node N bench/gpu_train.py --variants fsdp2` every GPU is a rank, --batch
+is per rank and tokens/s is global (rank 0 prints). It has no reference counterpart.
+
 The reference is CUDA-only. On a CPU (`--device cpu`, with a small preset) the script runs our
 step the same way and reports our numbers alone: that checks the script, not the speed.
 Prints a table and a final JSON line; writes bench/out/gpu_train.json.
 
     python bench/gpu_train.py                                   # a GPU machine: 124m, B=32, T=1024
+    python bench/gpu_train.py --variants eager,compiled,fsdp2                 # + the FSDP2 path
     python bench/gpu_train.py --device cpu --preset debug --batch 4 --seq 64 --steps 3 --warmup 1
 """
 from __future__ import annotations
@@ -80,6 +88,66 @@ def run_ours(cfg, compile_: bool, B: int, T: int, steps: int, warm: int, device:
     return out
 
 
+def run_fsdp2(cfg, B: int, T: int, steps: int, warm: int, device: str, peak: float) -> dict:
+    """The training loop's FSDP2 model and step (no autocast: the MixedPrecisionPolicy casts), timed
+    as run_ours times ours; on every rank of the process group (one of its own when none exists)."""
+    import socket
+
+    import torch.distributed as dist
+
+    from model.config import count_params, flops_per_token
+    from model.transformer import Transformer, lm_loss
+    from pipeline.train import parallel
+
+    started = not dist.is_initialized()
+    if started:
+        backend = "nccl" if device == "cuda" else "gloo"
+        if "RANK" in os.environ:  # torchrun
+            dist.init_process_group(backend)
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if device == "cuda" else torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(dev)
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    model = parallel.parallelize(model, strategy="fsdp2", device=dev, world=world,
+                                 dtype=parallel.compute_dtype("auto", dev))
+    parallel.init_weights(model, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    x = torch.randint(0, cfg.vocab_size, (B, T + 1), device=dev)
+
+    def one():
+        loss = lm_loss(model(x[:, :-1]), x[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warm):
+        one()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        loss = one()
+    sync(device)
+    dt = (time.perf_counter() - t) / steps
+    tok_s = world * B * T / dt
+    out = dict(variant="fsdp2", params_M=round(count_params(cfg, False) / 1e6, 1), tokens_per_s=round(tok_s),
+               mfu=round(tok_s * flops_per_token(cfg, T) / (peak * world), 3), step_ms=round(dt * 1e3, 1),
+               loss=round(loss.item(), 3), world=world, rank=rank)
+    if device == "cuda":
+        out["max_mem_GB"] = round(torch.cuda.max_memory_allocated() / 1e9, 1)
+        torch.cuda.reset_peak_memory_stats()
+    if started:
+        dist.destroy_process_group()
+    return out
+
+
 def load_reference():
     if not REF.is_file():
         raise FileNotFoundError(f"the reference benchmark is not at {REF}")
@@ -98,7 +166,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--variants", default="eager,compiled", help="comma list of eager, compiled")
+    ap.add_argument("--variants", default="eager,compiled", help="comma list of eager, compiled, fsdp2")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the device's dense bf16 peak (H100: 989)")
     ap.add_argument("--no-ref", action="store_true", help="skip the reference (it always is on a CPU)")
@@ -114,14 +182,22 @@ def main() -> None:
           f"vocab {cfg.vocab_size}; batch {args.batch} x {args.seq}; bf16 autocast; {device_name}; torch {torch.__version__}",
           flush=True)
     rows = []
+    unknown = sorted(set(variants) - {"eager", "compiled", "fsdp2"})
+    if unknown:
+        raise SystemExit(f"unknown --variants {unknown}: choose from eager, compiled, fsdp2")
     for v in variants:
-        rows.append(("ours", run_ours(cfg, v == "compiled", args.batch, args.seq, args.steps, args.warmup,
-                                      args.device, peak)))
+        if v == "fsdp2":
+            r = run_fsdp2(cfg, args.batch, args.seq, args.steps, args.warmup, args.device, peak)
+            if r.pop("rank"):  # under torchrun, rank 0 speaks for all
+                return
+        else:
+            r = run_ours(cfg, v == "compiled", args.batch, args.seq, args.steps, args.warmup, args.device, peak)
+        rows.append(("ours", r))
         print(json.dumps({"impl": "ours", **rows[-1][1]}), flush=True)
     ref_note = None
     if args.device == "cuda" and not args.no_ref:
         ref = load_reference()
-        for v in variants:
+        for v in (v for v in variants if v != "fsdp2"):  # the reference has no FSDP2 path
             r = ref.run(v == "compiled", V=cfg.vocab_size, d=cfg.dim, L=cfg.n_layers, h=cfg.n_heads,
                         ffn=cfg.resolved_ffn_dim, T=args.seq, B=args.batch, steps=args.steps, warm=args.warmup,
                         peak=peak)

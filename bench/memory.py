@@ -1,4 +1,5 @@
-"""Benchmark: peak memory of one training step with and without activation checkpointing.
+"""Benchmark: peak memory of one training step with and without activation checkpointing, and
+per rank under FSDP2 on 1 and 2 workers.
 
 A 12-layer model (the `tiny` preset's width with n_layers=12 by default), the same batch, a
 full step: forward, cross-entropy, backward, AdamW. ckpt_memory_ratio = peak with per-block
@@ -12,9 +13,18 @@ the Python heap, so it is the number checkpointing changes, free of the noise in
 RSS (which never shrinks). One step runs untracked first, so AdamW's states exist (as in any
 step after the first) and count at the peak. On a GPU, torch.cuda.max_memory_allocated is
 reported beside it.
+FSDP2 (the strategy of `train.strategy: fsdp2`, built as the training loop builds it: on the
+meta device, sharded, then each rank's shards materialised and initialised) on CPU workers in a
+gloo group, the `124m` shape with a short sequence: the per-rank peak of parameters + gradients +
+optimizer states (torch's FSDPMemTracker, MemTracker for FSDP modules, at the rank's peak; sharded
+and gathered parameters and gradients both count), the largest rank's, for 1 and 2 workers.
+fsdp2_rank_memory_ratio = 2 workers / 1 worker (goal <= 0.55: each rank holds half of the states,
+plus the one block gathered at a time).
+
 Prints a table and a final JSON line; writes bench/out/memory.json.
 
     python bench/memory.py [--preset tiny] [--layers 12] [--batch 8] [--seq 256] [--device cpu]
+                           [--fsdp-preset 124m] [--fsdp-seq 32] [--fsdp-batch 2] [--no-fsdp]
 """
 from __future__ import annotations
 
@@ -71,6 +81,57 @@ def measure(cfg, checkpointing: bool, batch: torch.Tensor, device: str) -> dict:
     return out
 
 
+STATE_PARTS = ("Sharded Param", "Unsharded Param", "Sharded Grad", "Unsharded Grad", "OptState")
+
+
+def _fsdp2_rank(rank: int, world: int, cfg_dict: dict, batch: int, seq: int, out: str) -> None:
+    """One rank: the training loop's FSDP2 model, a step untracked (AdamW's states exist), a step
+    under FSDPMemTracker; writes this rank's peak by category."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+    from model.config import ModelConfig
+    from model.transformer import Transformer, lm_loss
+    from pipeline.train import parallel
+
+    with torch.device("meta"):
+        model = Transformer(ModelConfig.from_dict(cfg_dict))
+    model = parallel.parallelize(model, strategy="fsdp2", device=torch.device("cpu"), world=world, dtype=None)
+    parallel.init_weights(model, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # the same global batch split across the ranks
+    rows = torch.randint(0, cfg_dict["vocab_size"], (batch * 2, seq + 1), generator=torch.Generator().manual_seed(0))
+    rows = rows.chunk(world)[rank] if world > 1 else rows
+
+    def step() -> None:
+        lm_loss(model(rows[:, :-1]), rows[:, 1:]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    tracker = FSDPMemTracker(model, opt)
+    tracker.track_inputs((rows,))
+    with tracker:
+        step()
+    peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
+    parts = {str(k.value if hasattr(k, "value") else k): v for k, v in peak.items()}
+    Path(out, f"rank{rank}.json").write_text(json.dumps(parts))
+
+
+def measure_fsdp2(cfg, world: int, batch: int, seq: int) -> dict:
+    """The largest rank's peak (MiB) of parameters + gradients + optimizer states, and its total."""
+    import tempfile
+
+    from pipeline.train.session import spawn_local
+
+    with tempfile.TemporaryDirectory() as out:
+        spawn_local(_fsdp2_rank, world, cfg.to_dict(), batch, seq, out)
+        ranks = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(world)]
+    states = [sum(r.get(k, 0) for k in STATE_PARTS) for r in ranks]
+    worst = max(range(world), key=lambda r: states[r])
+    return {"world": world, "state_mib": states[worst] / MIB, "peak_mib": ranks[worst]["Total"] / MIB,
+            **{f"{k.lower().replace(' ', '_')}_mib": ranks[worst].get(k, 0) / MIB for k in STATE_PARTS}}
+
+
 def main() -> None:
     from model.config import count_params, get_preset
 
@@ -80,6 +141,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--fsdp-preset", default="124m")
+    ap.add_argument("--fsdp-seq", type=int, default=32)
+    ap.add_argument("--fsdp-batch", type=int, default=2, help="sequences per worker with 2 workers")
+    ap.add_argument("--no-fsdp", action="store_true", help="skip the FSDP2 per-rank case")
     args = ap.parse_args()
 
     cfg = get_preset(args.preset, n_layers=args.layers, max_seq_len=max(args.seq, get_preset(args.preset).max_seq_len))
@@ -103,6 +168,20 @@ def main() -> None:
         "step_s_plain": round(plain["step_s"], 2), "step_s_ckpt": round(ckpt["step_s"], 2),
         "ckpt_memory_ratio": round(ckpt["peak_mib"] / plain["peak_mib"], 3),
     }
+    if not args.no_fsdp:
+        fcfg = get_preset(args.fsdp_preset)
+        fsdp = [measure_fsdp2(fcfg, world, args.fsdp_batch, args.fsdp_seq) for world in (1, 2)]
+        print(f"\nFSDP2 on CPU (gloo), {args.fsdp_preset} ({count_params(fcfg) / 1e6:.1f}M params), global batch "
+              f"{2 * args.fsdp_batch} x {args.fsdp_seq} tokens, the largest rank's peak by FSDPMemTracker (MiB)")
+        fcols = ("state_mib", "sharded_param_mib", "unsharded_param_mib", "sharded_grad_mib", "unsharded_grad_mib",
+                 "optstate_mib", "peak_mib")
+        print(f"{'workers':<10}" + "".join(f"{c.removesuffix('_mib'):>17}" for c in fcols))
+        for r in fsdp:
+            print(f"{r['world']:<10}" + "".join(f"{r[c]:>17.1f}" for c in fcols))
+        result.update({"fsdp2_preset": args.fsdp_preset, "fsdp2_seq": args.fsdp_seq,
+                       "fsdp2_state_mib_1": round(fsdp[0]["state_mib"], 1),
+                       "fsdp2_state_mib_2": round(fsdp[1]["state_mib"], 1),
+                       "fsdp2_rank_memory_ratio": round(fsdp[1]["state_mib"] / fsdp[0]["state_mib"], 3)})
     if args.device == "cuda":
         result["cuda_ckpt_memory_ratio"] = round(ckpt["cuda_max_allocated_mib"] / plain["cuda_max_allocated_mib"], 3)
     out_dir = ROOT / "bench" / "out"

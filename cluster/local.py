@@ -16,6 +16,7 @@ or from a shell: `python -m cluster.local --nodes 2` prints the variables to exp
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -64,6 +65,43 @@ class LocalCluster:
         self.node_ids: list[str] = []
         """Ray node ids of the running nodes (set by start)."""
         self._procs: list[subprocess.Popen] = []
+        self.pids: list[int] = []
+        """The `ray start --block` process of each node, each the leader of its own process group."""
+
+    # ---- a cluster that outlives the process that started it (`ownlm cluster up` / `down`) ----
+
+    def state(self) -> dict:
+        """What another process needs to find this cluster again and stop it (no secret: the token
+        stays in its file)."""
+        return {"dir": str(self.dir), "port": self.port, "dashboard_port": self.dashboard_port,
+                "token_file": str(self.token_file), "pids": list(self.pids), "node_ids": list(self.node_ids),
+                "nodes": [asdict(n) for n in self.nodes]}
+
+    @classmethod
+    def attach(cls, state: dict) -> "LocalCluster":
+        """The cluster a `state()` describes, as seen from another process: `stop()` ends it and
+        removes its temp dir."""
+        cluster = cls([NodeSpec(**n) for n in state["nodes"]], temp_dir=state["dir"])
+        cluster._own_dir = True
+        cluster.port, cluster.dashboard_port = state["port"], state["dashboard_port"]
+        cluster.token_file = Path(state["token_file"])
+        cluster.pids, cluster.node_ids = list(state["pids"]), list(state["node_ids"])
+        return cluster
+
+    def running(self) -> list[int]:
+        """The node processes of this cluster still alive."""
+        return [pid for pid in self.pids if self._is_ours(pid)]
+
+    def _is_ours(self, pid: int) -> bool:
+        """Alive, and still the `ray start` of this cluster (not a later process that got its pid)."""
+        proc = next((p for p in self._procs if p.pid == pid), None)
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return f"--temp-dir={self.dir}".encode() in cmdline
 
     # ---- what a driver needs ----
 
@@ -91,12 +129,28 @@ class LocalCluster:
         self.token_file.chmod(0o600)
         try:
             for i, node in enumerate(self.nodes):
-                self._start_node(i, node, timeout_s)
+                self._start_node_retrying(i, node, timeout_s)
             self.node_ids = self.wait_for_nodes(len(self.nodes), timeout_s)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_node_retrying(self, i: int, node: NodeSpec, timeout_s: float, attempts: int = 3) -> None:
+        """Start node i; again (its first try's processes ended) when its raylet was too slow to register.
+
+        `ray start` gives a raylet a fixed 30 s to register with the GCS (ray/_private/node.py), which
+        a machine busy with other jobs can miss; the node is fine, only late."""
+        for attempt in range(attempts):
+            try:
+                return self._start_node(i, node, timeout_s)
+            except ClusterError as e:
+                if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                    raise
+                pid = self.pids.pop()
+                self._procs.pop().wait()
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)  # the late raylet and whatever else that try started
 
     def _start_node(self, i: int, node: NodeSpec, timeout_s: float) -> None:
         cmd = [_ray_cli(), "start", "--block", "--disable-usage-stats", f"--num-cpus={node.num_cpus}",
@@ -117,6 +171,7 @@ class LocalCluster:
             # Its own session (process group), so stop() can end the node and every child it spawned.
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._procs.append(proc)
+        self.pids.append(proc.pid)
         deadline = time.monotonic() + timeout_s
         while "Ray runtime started" not in log.read_text():
             if proc.poll() is not None:
@@ -139,21 +194,26 @@ class LocalCluster:
             time.sleep(1)
 
     def stop(self, timeout_s: float = 30) -> None:
-        """End every process this cluster started (workers first, then the head)."""
-        for proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # `ray start --block` then stops its node's processes
-        for proc in reversed(self._procs):
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # anything of that node still alive
-            except ProcessLookupError:
-                pass
+        """End every process this cluster started (workers first, then the head): SIGTERM to each
+        node's `ray start --block` (it then stops its node's processes), SIGKILL to whatever is left
+        in the node's process group, and to any process still running in this cluster's temp dir."""
+        pids = self.running()
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in reversed(self.pids):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # anything of that node still alive
+        for proc in self._procs:
             proc.wait()
+        for pid in processes_under(self.dir):  # a worker that left its node's process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         self._procs.clear()
+        self.pids.clear()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -166,6 +226,22 @@ class LocalCluster:
     def logs(self) -> str:
         """The `ray start` output of every node (for error messages)."""
         return "\n".join(f"--- node {i}\n{_tail(self.dir / f'node-{i}.log')}" for i in range(len(self._procs)))
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Processes with an argument in `folder` (every Ray process of a node names its temp dir)."""
+    path = str(folder).encode()
+    inside = (path, path + b"/")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(path) and a.split(b"=")[-1] in inside or path + b"/" in a for a in args):
+                found.append(int(entry.name))
+    return found
 
 
 def _ray_cli() -> str:
@@ -195,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
               f"export RAY_ADDRESS={cluster.address} RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_file}\n"
               f"# dashboard and job submission: {cluster.dashboard_url}\n# Ctrl-C stops it", flush=True)
         try:
-            while all(p.poll() is None for p in cluster._procs):
+            while len(cluster.running()) == len(cluster.pids):
                 time.sleep(1)
         except KeyboardInterrupt:
             pass

@@ -45,6 +45,13 @@ def runtime_env(working_dir: str | Path | None = None, env_vars: dict[str, str] 
     return env
 
 
+def job_client(address: str | None = None):
+    """Ray's Jobs SDK client for the cluster at `address` (dashboard URL or GCS address; None: RAY_ADDRESS)."""
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address)
+
+
 def submit(command: list[str] | str, *, address: str | None = None, working_dir: str | Path | None = None,
            env_vars: dict[str, str] | None = None, pip: list[str] | None = None, wait: bool = True,
            timeout_s: float | None = None, echo=print) -> JobResult:
@@ -52,10 +59,8 @@ def submit(command: list[str] | str, *, address: str | None = None, working_dir:
 
     address: the cluster's dashboard (http://head:8265) or GCS address; None uses RAY_ADDRESS.
     """
-    from ray.job_submission import JobSubmissionClient
-
     entrypoint = command if isinstance(command, str) else shlex.join(command)
-    client = JobSubmissionClient(address)
+    client = job_client(address)
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(working_dir, env_vars, pip))
     echo(f"[submit] job {job_id}: {entrypoint}")
     if not wait:

@@ -10,7 +10,9 @@ appended to the text, one token at a time (fill_masks_left_to_right, no cache).
 prefill runs the whole prompt once and fills the KV cache; each decoding step then feeds
 one token and attends over the cache, so a step costs O(context) instead of a full
 forward over the sequence. use_cache=False keeps the full recompute for parity tests and
-for benchmarking what the cache buys.
+for benchmarking what the cache buys. static_cache=True decodes over a StaticKVCache
+(model/kv_cache.py: fixed shapes, the slot a tensor), and compile=True runs those steps
+compiled (model/decode_compile.py).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from model.decode_compile import batch_bucket, compiled_decode_step
 from model.errors import InputError
+from model.kv_cache import StaticKVCache, decode_one_token_static
 from model.sampling import GREEDY, SamplingParams
 from model.transformer import KVCache, Transformer
 
@@ -125,8 +129,10 @@ def decode_n_tokens(
         yield token
 
 
-def _decode_steps(model, logits, cache, context, n, pick, *, padding_mask=None, prefix_len=None, stop_ids=()):
-    """decode_n_tokens, yielding (token (B,), the logits (B, V) it was picked from)."""
+def _decode_steps(model, logits, cache, context, n, pick, *, padding_mask=None, prefix_len=None, stop_ids=(),
+                  step=decode_one_token_static):
+    """decode_n_tokens, yielding (token (B,), the logits (B, V) it was picked from). A
+    StaticKVCache is decoded by `step` (decode_one_token_static, or its compiled form)."""
     B, pos = context.shape
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=logits.device)
     done = torch.zeros(B, dtype=torch.bool, device=logits.device)
@@ -136,7 +142,11 @@ def _decode_steps(model, logits, cache, context, n, pick, *, padding_mask=None, 
         done |= torch.isin(token, stop)
         if i == n - 1 or bool(done.all()):
             return  # no forward for a token nobody will read
-        if cache is not None:
+        if isinstance(cache, StaticKVCache):
+            slot = torch.tensor([pos], device=token.device)
+            logits = step(model, token.view(-1, 1), cache, slot)
+            cache.advance()
+        elif cache is not None:
             logits = decode_one_token(model, token, cache, pos)
         else:
             context = torch.cat([context, token[:, None]], dim=1)
@@ -208,9 +218,10 @@ def _stop_ids(eos_id: int | list[int] | None) -> list[int]:
     return [int(eos_id)] if isinstance(eos_id, int) else [int(i) for i in eos_id]
 
 
-def _decode_rows(model, prompts, n, params: SamplingParams, stop_ids, use_cache, pad_id=0):
+def _decode_rows(model, prompts, n, params: SamplingParams, stop_ids, use_cache, pad_id=0, **decoding):
     """Left-pad the prompts to one length and yield (B,) tokens per step (decode_n_tokens)."""
-    for token, _ in decode_steps(model, prompts, n, params, stop_ids=stop_ids, use_cache=use_cache, pad_id=pad_id):
+    for token, _ in decode_steps(model, prompts, n, params, stop_ids=stop_ids, use_cache=use_cache, pad_id=pad_id,
+                                 **decoding):
         yield token
 
 
@@ -224,13 +235,30 @@ def decode_steps(
     stop_ids: list[int] = (),
     use_cache: bool = True,
     pad_id: int = 0,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batched decoding loop under every generate function and the server: left-pad the
     prompts (each non-empty, with width + n within the model's window) to one length and yield,
     up to n times, (token (B,), the logits (B, V) it was picked from), until every row has
-    emitted one of stop_ids. params: one SamplingParams for every row, or one per row."""
+    emitted one of stop_ids. params: one SamplingParams for every row, or one per row.
+    static_cache: decode over a StaticKVCache of width + n slots; compile: over one of the whole
+    window, with the compiled step, the batch padded to a compiled shape (decode_compile)."""
     if n == 0:
         return
+    rows = len(prompts)
+    compile = compile and use_cache and model.cfg.family != "masked"
+    if compile:  # extra rows copy the last one (prompt and sampling), so they stop when it does
+        extra = batch_bucket(rows) - rows
+        prompts = list(prompts) + [prompts[-1]] * extra
+        if not isinstance(params, SamplingParams):
+            params = list(params) + [params[-1]] * extra
+    for token, logits in _decode_batch(model, prompts, n, params, stop_ids, use_cache, pad_id,
+                                       static_cache or compile, compile):
+        yield token[:rows], logits[:rows]
+
+
+def _decode_batch(model, prompts, n, params, stop_ids, use_cache, pad_id, static_cache, compile):
     device = model.tok_embeddings.weight.device
     pick = RowSampler(params, device)
     width = max(len(p) for p in prompts)
@@ -243,13 +271,26 @@ def decode_steps(
     if model.cfg.family == "masked":
         yield from _fill_mask_steps(model, tokens, n, pick, padding_mask=padding_mask, stop_ids=stop_ids)
         return
-    cache = model.make_cache(batch_size=len(prompts), max_len=width + n) if use_cache else None
-    if cache is not None:
-        logits = prefill(model, tokens, cache, padding_mask=padding_mask, prefix_len=prefix_len)
-    else:
+    if not use_cache:
         logits = model(tokens, padding_mask=padding_mask, prefix_len=prefix_len)[:, -1]  # (B, V)
+        yield from _decode_steps(model, logits, None, tokens, n, pick, padding_mask=padding_mask,
+                                 prefix_len=prefix_len, stop_ids=stop_ids)
+        return
+    step = decode_one_token_static
+    if static_cache:
+        weight = model.tok_embeddings.weight
+        # A compiled step's shapes do not depend on the request: the cache spans the whole window.
+        cache = StaticKVCache(model.cfg, len(prompts), model.cfg.max_seq_len if compile else width + n,
+                              weight.device, weight.dtype)
+        if compile:
+            step = compiled_decode_step(device)
+    else:
+        cache = model.make_cache(batch_size=len(prompts), max_len=width + n)
+    logits = prefill(model, tokens, cache, padding_mask=padding_mask, prefix_len=prefix_len)
+    if static_cache:
+        cache.begin_decoding(width)
     yield from _decode_steps(model, logits, cache, tokens, n, pick, padding_mask=padding_mask,
-                             prefix_len=prefix_len, stop_ids=stop_ids)
+                             prefix_len=prefix_len, stop_ids=stop_ids, step=step)
 
 
 def generate_stream(
@@ -259,13 +300,17 @@ def generate_stream(
     *,
     eos_id: int | list[int] | None = None,
     use_cache: bool = True,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> Iterator[int]:
     """generate(), one token at a time as each is decoded (for streaming servers and chat).
-    Bad arguments raise here, at the call, not at the first next()."""
+    Bad arguments raise here, at the call, not at the first next(). static_cache and compile:
+    how the cached steps run (decode_steps); greedy tokens are the same either way."""
     _check_request(model, [list(prompt_ids)])
     context, n = _fit_window(list(prompt_ids), params.max_new_tokens, model.cfg.max_seq_len)
     stop_ids = _stop_ids(eos_id)
-    return _stream_one(_decode_rows(model, [context], n, params, stop_ids, use_cache), stop_ids)
+    return _stream_one(_decode_rows(model, [context], n, params, stop_ids, use_cache,
+                                    static_cache=static_cache, compile=compile), stop_ids)
 
 
 def _stream_one(steps: Iterator[torch.Tensor], stop_ids: list[int]) -> Iterator[int]:
@@ -283,10 +328,13 @@ def generate(
     *,
     eos_id: int | list[int] | None = None,
     use_cache: bool = True,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> list[int]:
     """The new token ids after prompt_ids: at most params.max_new_tokens, ending with eos_id
     (or the first of several) when the model emits it."""
-    return list(generate_stream(model, prompt_ids, params, eos_id=eos_id, use_cache=use_cache))
+    return list(generate_stream(model, prompt_ids, params, eos_id=eos_id, use_cache=use_cache,
+                                static_cache=static_cache, compile=compile))
 
 
 def generate_batch(
@@ -296,6 +344,8 @@ def generate_batch(
     *,
     eos_id: int | list[int] | None = None,
     use_cache: bool = True,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> list[list[int]]:
     """generate() for several prompts of different lengths in one batch: the prompts are
     left-padded, padding is masked out of attention and each row keeps its own positions,
@@ -308,7 +358,8 @@ def generate_batch(
     stop_ids = _stop_ids(eos_id)
     out: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
-    for tokens in _decode_rows(model, [c for c, _ in fitted], n, params, stop_ids, use_cache):
+    for tokens in _decode_rows(model, [c for c, _ in fitted], n, params, stop_ids, use_cache,
+                               static_cache=static_cache, compile=compile):
         for row, token_id in enumerate(tokens.tolist()):
             if not done[row]:
                 out[row].append(token_id)
@@ -324,10 +375,13 @@ def generate_text(
     *,
     stop: list[str] | None = None,
     use_cache: bool = True,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> str:
     """The completion of prompt as text: ends at the end-of-text token (not included), at
     the first stop string (not included), or after params.max_new_tokens."""
-    return generate_texts(model, tokenizer, [prompt], params, stop=stop, use_cache=use_cache)[0]
+    return generate_texts(model, tokenizer, [prompt], params, stop=stop, use_cache=use_cache,
+                          static_cache=static_cache, compile=compile)[0]
 
 
 def generate_texts(
@@ -338,6 +392,8 @@ def generate_texts(
     *,
     stop: list[str] | None = None,
     use_cache: bool = True,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> list[str]:
     """generate_text() for several prompts in one batch (see generate_batch): each completion
     ends at end-of-text, at its first stop string, or after max_new_tokens."""
@@ -347,7 +403,8 @@ def generate_texts(
     fitted = [_fit_window(p, params.max_new_tokens, model.cfg.max_seq_len) for p in prompt_ids]
     ids: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
-    steps = _decode_rows(model, [c for c, _ in fitted], fitted[0][1], params, [eot], use_cache)
+    steps = _decode_rows(model, [c for c, _ in fitted], fitted[0][1], params, [eot], use_cache,
+                         static_cache=static_cache, compile=compile)
     for tokens in steps:
         for row, token_id in enumerate(tokens.tolist()):
             if done[row]:

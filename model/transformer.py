@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from model import init
 from model.config import ModelConfig
 
 # SDPA broadcasts k/v heads over query groups itself from torch 2.5 on (enable_gqa=True);
@@ -113,10 +114,13 @@ class KVCache:
     row has (its next rotary position), so each row decodes as if it were alone.
     """
 
+    layer_cache = LayerKVCache
+    """What holds each layer's keys and values (model/kv_cache.py's static cache changes it)."""
+
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=None):
         self.batch_size, self.max_len = batch_size, max_len
         self.layers = [
-            LayerKVCache(batch_size, cfg.resolved_n_kv_heads, max_len, cfg.head_dim, device, dtype)
+            self.layer_cache(batch_size, cfg.resolved_n_kv_heads, max_len, cfg.head_dim, device, dtype)
             for _ in range(cfg.n_layers)
         ]
         self.valid: torch.Tensor | None = None  # (B, max_len) bool once padding was written
@@ -309,19 +313,24 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin.to(device), persistent=False)
 
     @torch.no_grad()
-    def init_weights(self) -> None:
+    def init_weights(self, seed: int | None = None) -> None:
         """Normal(0, init_std) for every matrix, norms at one. The projections that write
         into the residual stream (attention wo, feed-forward w2) get std / sqrt(2 * n_layers)
         (GPT-2, Radford et al. 2019): the stream sums 2 such outputs per layer, so this keeps
-        its variance at init independent of depth."""
+        its variance at init independent of depth.
+
+        The values are a function of (seed, parameter name, row) (model/init.py), so a model
+        sharded before this runs (FSDP2 on the meta device) gets on each rank exactly the rows
+        one process would. seed None: one drawn from torch's global generator."""
+        seed = init.seed_from_global_rng() if seed is None else seed
         std = self.cfg.init_std
         for name, p in self.named_parameters():
             if p.dim() == 1:
                 nn.init.ones_(p)  # RMSNorm weights
             elif name.endswith(("attn.wo.weight", "feed_forward.w2.weight")):
-                nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.cfg.n_layers))
+                init.normal_(p, name, seed, std / math.sqrt(2 * self.cfg.n_layers))
             else:
-                nn.init.normal_(p, mean=0.0, std=std)
+                init.normal_(p, name, seed, std)
 
     def tie_weights(self) -> None:
         """Make the output head and the embedding one Parameter when the config says so.

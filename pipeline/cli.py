@@ -15,13 +15,15 @@ from importlib import metadata
 
 from model.errors import UsageError, UserError
 from pipeline import console
-from pipeline.commands.cluster_tools import SUBMIT
+from pipeline.commands.cluster_tools import JOBS, SUBMIT
 from pipeline.commands.command import Command, Invocation
 from pipeline.commands.eval_tools import ARENA, CONVERSATIONS, HUMANEVAL, LM_EVAL
+from pipeline.commands.local_cluster import CLUSTER
 from pipeline.commands.model_tools import CHAT, EMBED, EXPORT, IMPORT
 from pipeline.commands.monitor_tools import MONITOR
 from pipeline.commands.registry_tools import PROMOTE
 from pipeline.commands.stage_commands import CONFIG, RUN, STAGE_COMMANDS
+from pipeline.commands.tracking_tools import TRACKING_SERVER
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.serve.command import SERVE
@@ -31,7 +33,7 @@ from pipeline.tracking.registry import resolve_checkpoint
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     RUN, *STAGE_COMMANDS, PROMOTE, MONITOR, CONFIG, EMBED, CHAT, EXPORT, IMPORT, LM_EVAL, HUMANEVAL, CONVERSATIONS,
-    ARENA, SUBMIT, SERVE,
+    ARENA, SUBMIT, JOBS, CLUSTER, SERVE, TRACKING_SERVER,
 )}
 
 

@@ -8,14 +8,23 @@ import sys
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.stage import Context, Stage
 
+COMPILE_FLAGS = (
+    ConfigFlag("--compile", "generate.compile", switch=True,
+               help="decode with the torch.compile'd step (default: generate.compile; unset: on CUDA only)"),
+    ConfigFlag("--no-compile", values=lambda _: {"generate.compile": False}, switch=True,
+               help="decode eagerly (shorthand for --set generate.compile=false)"),
+)
+
 
 def sample_text(ctx: Context) -> dict:
-    from model.checkpoint import load_model, load_tokenizer  # torch: only when generating
+    from model.checkpoint import load_model, load_tokenizer
+    from model.decode_compile import use_compiled  # torch: only when generating
     from model.generate import generate_text
 
     g = ctx.cfg.generate
     model, _ = load_model(ctx.layout.model)
-    text = generate_text(model, load_tokenizer(ctx.layout.model), g.prompt, g.sampling())
+    text = generate_text(model, load_tokenizer(ctx.layout.model), g.prompt, g.sampling(),
+                         compile=use_compiled(g.compile, model.tok_embeddings.weight.device))
     sample = g.prompt + text
     ctx.layout.eval.mkdir(parents=True, exist_ok=True)
     (ctx.layout.eval / "sample.txt").write_text(sample)
@@ -31,12 +40,14 @@ def _indent(text: str) -> str:
 def stream_completion(ctx: Context) -> dict:
     """The prompt, then the completion as it is decoded."""
     from model.checkpoint import load_model, load_tokenizer
+    from model.decode_compile import use_compiled
     from model.generate import generate_stream
 
     g = ctx.cfg.generate
     model, _ = load_model(ctx.layout.model)
     tok = load_tokenizer(ctx.layout.model)
-    stream = generate_stream(model, tok.encode(g.prompt) or [tok.eot_id], g.sampling(), eos_id=tok.eot_id)
+    stream = generate_stream(model, tok.encode(g.prompt) or [tok.eot_id], g.sampling(), eos_id=tok.eot_id,
+                             compile=use_compiled(g.compile, model.tok_embeddings.weight.device))
     print(g.prompt, end="", flush=True)
     text = print_stream(stream, tok, stop_ids={tok.eot_id})
     print()
@@ -74,6 +85,6 @@ STAGE = Stage(
     flags=(PathFlag("--model", "model", "checkpoint folder, or models:/NAME@ALIAS, models:/NAME/VERSION "
                     "(default: <root>/model)", metavar="CKPT"),
            ConfigFlag("--prompt", "generate.prompt", help="prompt text (default: generate.prompt)", metavar="PROMPT",
-                      explicit=True)),
+                      explicit=True), *COMPILE_FLAGS),
     direct=stream_completion,
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 from model.errors import InputError, MissingInput, UsageError
 from model.tokenizer import chat_prompt
 from pipeline.commands.command import Command, Invocation
-from pipeline.generate import print_stream
+from pipeline.generate import COMPILE_FLAGS, print_stream
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.tracking.registry import resolve_checkpoint
 
@@ -36,13 +36,15 @@ SAMPLING = (
 # ---- chat ----
 
 def chat_command(inv: Invocation) -> int:
-    from model.checkpoint import load_model, load_tokenizer  # torch: only when chatting
+    from model.checkpoint import load_model, load_tokenizer
+    from model.decode_compile import use_compiled  # torch: only when chatting
     from model.generate import generate_stream
 
     args, path = inv.args, inv.layout.model
     model, _ = load_model(path)
     tok = load_tokenizer(path)
     sampling = inv.cfg.generate.sampling()
+    compile = use_compiled(inv.cfg.generate.compile, model.tok_embeddings.weight.device)
     stops = {tok.eot_id} | ({tok.end_of_turn_id} if tok.end_of_turn_id is not None else set())
     opening = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(opening)
@@ -64,7 +66,7 @@ def chat_command(inv: Invocation) -> int:
         messages.append({"role": "user", "content": line})
         turn += 1  # a new seed per reply: the same seed every turn would repeat the same draws
         stream = generate_stream(model, tok.encode(chat_prompt(messages)), sampling.replace(seed=sampling.seed + turn),
-                                 eos_id=sorted(stops))
+                                 eos_id=sorted(stops), compile=compile)
         print("assistant> ", end="", flush=True)
         reply = print_stream(stream, tok, stop_ids=stops)
         print(flush=True)
@@ -220,7 +222,7 @@ EMBED = Command(
                 "to unit length (a dot product is a cosine similarity).")
 CHAT = Command(
     name="chat", help="talk to a checkpoint, one line per message", run=chat_command, arguments=_chat_arguments,
-    flags=(MODEL, *SAMPLING),
+    flags=(MODEL, *SAMPLING, *COMPILE_FLAGS),
     description="Interactive chat in the role tokens (<|system|>, <|user|>, <|assistant|>, <|end|>): each line of "
                 "standard input is a user message, the reply streams back. /reset clears the conversation, /exit "
                 "(or end of input) quits.")

@@ -240,6 +240,11 @@ class FuzzyDedupConfig(Section):
     """Check every candidate pair by its true Jaccard similarity before merging (removes the LSH
     false positives; costs a second read of the candidate documents only)."""
     seed: int = 1
+    driver_components_max_pairs: int = Field(default=1_000_000, ge=0)
+    """Up to this many (verified) pairs, the clusters are the connected components found on the driver
+    by scipy (the pairs are gathered there: 16 bytes each, so the default is 16 MB), which is faster
+    for a small corpus; above it they are found on Ray Data in large-star / small-star rounds (two
+    shuffles per round, a few rounds), so that no process holds every pair. 0: always distributed."""
 
 
 class DedupConfig(Section):

@@ -75,6 +75,10 @@ class GenerateConfig(Section):
     """Sample within the nucleus of this probability mass; None: no nucleus cut."""
     seed: int = 0
     """Makes sampling repeatable."""
+    compile: bool | None = None
+    """Decode with the torch.compile'd step over a static KV cache (model/decode_compile.py).
+    None: on CUDA yes, on CPU no (there a compile takes tens of seconds, more than a short
+    completion decodes in; bench/RESULTS.md has the numbers). Greedy text is the same either way."""
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,

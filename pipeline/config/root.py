@@ -1,6 +1,7 @@
 """The whole config: one field per section."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,9 @@ class Config(Section):
 
     @property
     def tracking_uri(self) -> str:
-        return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        # MLflow's own variable, as every MLflow client reads it: how a cluster's pods (or a Ray Job
+        # from `ownlm submit`) learn the tracking server without a --set on every command.
+        return self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
     def model_name(self) -> str:

@@ -16,7 +16,8 @@ class TrackingConfig(Section):
     enabled: bool = True
     """Record params, metrics and artifacts in MLflow."""
     uri: str | None = None
-    """MLflow tracking URI; None means `sqlite:///<root>/mlflow.db` (no server needed)."""
+    """MLflow tracking URI (a server: `http://host:5000`, see `ownlm tracking-server`); None means
+    MLFLOW_TRACKING_URI when that is set, else `sqlite:///<root>/mlflow.db` (no server needed)."""
     experiment: str = "ownlm"
     """One experiment per project."""
     model_name: str | None = None

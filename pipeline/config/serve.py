@@ -26,6 +26,10 @@ class ServeConfig(Section):
     cpus_per_replica: float = Field(default=1.0, gt=0)
     """Ray CPUs a model replica reserves; torch in the replica uses that many threads."""
     gpus_per_replica: float = Field(default=0.0, ge=0)
+    compile: bool = True
+    """Decode with the torch.compile'd step over a static KV cache (model/decode_compile.py); a
+    replica compiles once per batch-size bucket (1, 2, 4, 8, ...), on the first batch of that
+    size, then reuses it. False: eager decoding (`ownlm serve --no-compile`)."""
     max_batch_size: int = Field(default=8, ge=1)
     """Most requests one replica decodes together (Serve's dynamic batching)."""
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)

@@ -14,7 +14,13 @@ class TrainConfig(Section):
 
     # -- where it runs (Ray Train's ScalingConfig and RunConfig)
     num_workers: int = Field(default=2, ge=1)
-    """Ray Train workers, one process each (data parallel: each reads its own slice of every batch)."""
+    """Ray Train workers, one process each (data parallel: each reads its own slice of every batch).
+    `MIN..MAX` (e.g. `2..4`) makes the run elastic: Ray Train starts as many as the cluster has room
+    for, up to MAX, goes on with at least MIN after losing a node, and grows back when nodes return;
+    the value is then MAX and `min_workers` MIN."""
+    min_workers: int | None = Field(default=None, ge=1)
+    """The fewest workers an elastic run goes on with (`num_workers: MIN..MAX` sets it). None: a fixed
+    number of workers."""
     cpus_per_worker: float = Field(default=1, gt=0)
     """CPUs reserved per worker; torch uses this many threads (rounded down, at least 1)."""
     use_gpu: bool = False
@@ -102,9 +108,24 @@ class TrainConfig(Section):
     early_stopping_min_delta: float = Field(default=0.0, ge=0)
     """An improvement smaller than this does not count for early stopping."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _worker_range(cls, data):
+        """`num_workers: "2..4"` -> num_workers 4, min_workers 2."""
+        if isinstance(data, dict) and isinstance(data.get("num_workers"), str) and ".." in data["num_workers"]:
+            low, _, high = (part.strip() for part in data["num_workers"].partition(".."))
+            if not (low.isdigit() and high.isdigit()):
+                raise ValueError(f"train.num_workers: {data['num_workers']!r} is not a number or a range MIN..MAX "
+                                 f"of whole numbers (e.g. 2..4)")
+            data = {**data, "min_workers": int(low), "num_workers": int(high)}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         problems = []
+        if self.min_workers is not None and self.min_workers > self.num_workers:
+            problems.append(f"train.num_workers: the range {self.min_workers}..{self.num_workers} has its minimum "
+                            f"above its maximum")
         if self.cpu_offload and self.strategy != "fsdp2":
             problems.append("train.cpu_offload needs train.strategy: fsdp2 (ddp keeps the whole model on each "
                             "device)")

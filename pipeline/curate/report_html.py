@@ -44,6 +44,13 @@ def _bars(rows: list[tuple[str, float]], cls: str = "", fmt=_n, notes: dict | No
     return f"<table>{body}</table>"
 
 
+def _components(run: dict | None) -> str:
+    """Where the clusters were found: scipy on the driver, or Ray Data in large/small-star rounds."""
+    if not run:
+        return ""
+    return ", clusters by scipy" if run["method"] == "scipy" else f", clusters on Ray in {run['rounds']} rounds"
+
+
 def render_html(report: dict) -> str:
     inp, out = report["input"], report["output"]
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>Curation report</title>"
@@ -106,7 +113,8 @@ def render_html(report: dict) -> str:
         if kind == "fuzzy":
             extra = (f' <span class=muted>threshold {info["threshold"]}, {info["bands"]} bands x {info["rows"]} rows, '
                      f'{info["candidate_pairs"]:,} candidate pairs'
-                     + (f', {info["verified_pairs"]:,} verified' if "verified_pairs" in info else "") + "</span>")
+                     + (f', {info["verified_pairs"]:,} verified' if "verified_pairs" in info else "")
+                     + _components(info.get("components")) + "</span>")
         sizes = sorted((int(k), v) for k, v in info["clusters"].items())
         parts.append(f"<h2>{label}: {info['duplicates']:,} removed{extra}</h2>"
                      + _bars([(f"size {k}", v) for k, v in sizes]))

@@ -24,24 +24,23 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from model.atomic import publish_dir
 from pipeline.config import Config, SourceConfig
 from pipeline.config.curate import CurateConfig
 from pipeline.curate.decontaminate import Decontaminate, EvalIndex, build_index
-from pipeline.curate.dedup import DedupResult, clean_paths, find_duplicates, shuffle_partitions
+from pipeline.curate.dedup import DedupResult, clean_paths, find_duplicates, shard_verdicts
 from pipeline.curate.langid import IdentifyLanguage
 from pipeline.curate.minhash import DedupKeys
 from pipeline.curate.normalize import Normalize
+from pipeline.curate.partitions import shuffle_partitions
 from pipeline.curate.pii import RedactPII
 from pipeline.curate.quality import QualityFilter
 from pipeline.curate.reasons import explain
 from pipeline.curate.records import KEPT, CurateError
 from pipeline.curate.report import Tally, build_report
 from pipeline.curate.report_html import render_html
-from pipeline.curate.shards import UID, ShardSpec, clean_shard, finish_shard, plan_shards, shard_name
+from pipeline.curate.shards import ShardSpec, clean_shard, finish_shard, plan_shards, shard_name
 from pipeline.curate.sources import list_source
 from pipeline.curate.split import SplitLong
 from pipeline.layout import Layout
@@ -49,7 +48,7 @@ from pipeline.progress import Progress
 
 __all__ = ["run_curate", "CurateError", "batch_steps"]
 
-WORK_FORMAT = 2
+WORK_FORMAT = 3
 """Bump when the work folder's contents change meaning: an older one is then discarded."""
 
 
@@ -235,17 +234,14 @@ def _dedup(specs: list[ShardSpec], c: CurateConfig, work: WorkDir) -> DedupResul
     done = work.dedup / "stats.json"
     if done.exists():
         stats = json.loads(done.read_text())
-        verdicts = {step: pq.read_table(work.dedup / f"{step}.parquet") for step in steps}
-        return DedupResult(verdicts, {**stats, "reused": True})
+        return DedupResult({step: work.dedup / step for step in steps}, {**stats, "reused": True})
     if not steps:
         return DedupResult()
     import ray
 
     partitions = shuffle_partitions(sum(s.input_bytes for s in specs), int(ray.cluster_resources().get("CPU", 1)))
-    result = find_duplicates(clean_paths(work.clean, [s.index for s in specs]), c.dedup, partitions)
-    for step, table in result.verdicts.items():
-        pq.write_table(table, work.dedup / f"{step}.parquet")
-    done.write_text(json.dumps(result.stats))
+    result = find_duplicates(clean_paths(work.clean, [s.index for s in specs]), c.dedup, partitions, work.dedup)
+    done.write_text(json.dumps(result.stats))  # last: marks the verdict folders complete
     return result
 
 
@@ -253,13 +249,11 @@ def _dedup(specs: list[ShardSpec], c: CurateConfig, work: WorkDir) -> DedupResul
 class _Finish:
     cfg: CurateConfig
     work: WorkDir
-    verdicts: dict[str, pa.Table]
+    verdicts: dict[str, Path]
 
     def __call__(self, spec: ShardSpec) -> dict:
-        lo, hi = spec.index << 32, (spec.index + 1) << 32  # the uids of this shard's rows
-        shard_verdicts = {step: table.filter(pc.and_(pc.greater_equal(table[UID], lo), pc.less(table[UID], hi)))
-                          for step, table in self.verdicts.items()}
-        return finish_shard(spec, self.work.clean_file(spec.index), shard_verdicts, dedup_steps(self.cfg),
+        shard = {step: shard_verdicts(folder, spec.index) for step, folder in self.verdicts.items()}
+        return finish_shard(spec, self.work.clean_file(spec.index), shard, dedup_steps(self.cfg),
                             self.work.final, self.cfg.rows_per_shard, self.work.tally_file(spec.index))
 
 

@@ -61,6 +61,7 @@ class ServeSettings:
     cpus_per_replica: float = _default("cpus_per_replica")
     gpus_per_replica: float = _default("gpus_per_replica")
     replicas: int = _default("replicas")
+    compile: bool = _default("compile")
     autoscale: tuple[int, int] | None = None
 
 
@@ -102,7 +103,7 @@ class ModelServer:
         torch.set_num_threads(max(1, int(settings.cpus_per_replica)))
         device = "cuda" if settings.gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
         model, _ = load_model(settings.model_path, device=device)
-        self.engine = Engine(model, load_tokenizer(settings.model_path))
+        self.engine = Engine(model, load_tokenizer(settings.model_path), compile=settings.compile)
         for method in (self._generate_batch, self.embed, self.score):
             method.set_max_batch_size(settings.max_batch_size)
             method.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)

@@ -47,7 +47,8 @@ def settings_for(s: ServeConfig, source: str, named: str | None = None):
         api_key=s.api_key or os.environ.get(API_KEY_ENV) or None, max_batch_size=s.max_batch_size,
         batch_wait_timeout_s=s.batch_wait_timeout_s, max_tokens=s.max_tokens, default_max_tokens=s.default_max_tokens,
         max_n=s.max_n, max_prompts=s.max_prompts, cpus_per_replica=s.cpus_per_replica,
-        gpus_per_replica=s.gpus_per_replica, replicas=s.replicas, autoscale=s.autoscale_range())
+        gpus_per_replica=s.gpus_per_replica, replicas=s.replicas, autoscale=s.autoscale_range(),
+        compile=s.compile)
 
 
 def start(s: ServeConfig, settings) -> str:
@@ -169,6 +170,8 @@ SERVE = Command(
                       help="scale replicas between MIN and MAX on load (serve.autoscale)"),
            ConfigFlag("--api-key", "serve.api_key", metavar="KEY",
                       help=f"require `Authorization: Bearer KEY` (serve.api_key; or set {API_KEY_ENV})"),
+           ConfigFlag("--no-compile", values=lambda _: {"serve.compile": False}, switch=True,
+                      help="decode eagerly, without the torch.compile'd step (shorthand for --set serve.compile=false)"),
            ConfigFlag("--max-batch-size", "serve.max_batch_size", type=int,
                       help="most requests a replica decodes together (default: serve.max_batch_size)"),
            ConfigFlag("--model-name", "serve.model_name", metavar="NAME",

@@ -1,5 +1,6 @@
 """The server's engine, on plain torch: generate for a batch of unrelated requests at once
-(model.generate.decode_steps, left-padded, one KV cache), each with its own sampling settings,
+(model.generate.decode_steps, left-padded, one KV cache; compiled steps over a static cache when
+asked), each with its own sampling settings,
 seed, length, stop strings and logprobs; score a prompt's own tokens (echo); embed.
 
 No Ray here: a Serve replica holds one Engine, and tests drive it directly too.
@@ -111,9 +112,11 @@ def _partial_stop(text: str, stop: list[str]) -> int:
 class Engine:
     """A model and its tokenizer, answering batches of requests."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, compile: bool = False):
         self.model, self.tok = model, tokenizer
         self.window = model.cfg.max_seq_len
+        self.compile = compile
+        """Decode with the compiled step over a static cache (model/decode_compile.py)."""
 
     def generate(self, seqs: list[Sequence]) -> Iterator[list[Piece | None]]:
         """Per decoding step, one entry per sequence: what it added, or None (finished, or
@@ -138,7 +141,7 @@ class Engine:
             # decode_steps stops early only when every row emitted a stop id; a row's own end comes from _Choice.
             steps = decode_steps(self.model, [seqs[i].prompt_ids for i in group], n, [seqs[i].params for i in group],
                                  stop_ids=stop_ids if all(seqs[i].stop_ids == stop_ids for i in group) else (),
-                                 pad_id=self.tok.pad_id)
+                                 pad_id=self.tok.pad_id, compile=self.compile)
             want_logprobs = any(seqs[i].logprobs is not None for i in group)
             for tokens, logits in steps:
                 logprobs = torch.log_softmax(logits.float(), dim=-1) if want_logprobs else None  # (B, V)

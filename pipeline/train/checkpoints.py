@@ -1,8 +1,9 @@
 """Training checkpoints: what a restarted run needs, written by the workers, read back on resume.
 
-Two layouts, one per strategy; both hold `train_state.pt` (step, data position, best
-validation loss, early-stopping counter, the schedule, every rank's RNG states) and the
-tokenizer.
+Two layouts, one per strategy; both hold `train_state.pt` (step, data position in rows,
+the global batch and the number of workers that wrote it, best validation loss,
+early-stopping counter, the schedule, every rank's RNG states) and the tokenizer. Both
+resume on another number of workers: a plain state dict loads anywhere, and DCP reshards.
 
     ddp    a plain model checkpoint (model/checkpoint.py: model.safetensors + config.json)
            written by rank 0, with the optimizer state inside train_state.pt.
@@ -112,8 +113,10 @@ def load(path: Path, model, optimizer, *, rank: int, device: torch.device) -> di
         state = load_train_state(path)
         optimizer.load_state_dict(state.pop("optimizer"))
     rngs = state.pop("rng")
-    if rank < len(rngs):  # the same world size: continue each rank's streams exactly
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if len(rngs) == world:  # the same workers: continue each rank's streams exactly
         set_rng_state(rngs[rank], device)
+    # on another number of workers each keeps the stream seeded at start: no rank's stream maps to it
     return state
 
 

@@ -2,9 +2,11 @@
 
 Ray Data iterators do not resume mid-epoch, so training reads the memory-mapped
 packed shards directly: the order is a pure function of (seed, epoch), each
-optimizer step takes the next `global_batch` rows of that order, and worker r
-takes its slice of them. A restart from (epoch, step_in_epoch) therefore sees
-exactly the batches an uninterrupted run would have seen.
+micro-step takes the next `global_batch` rows of that order, and worker r takes
+its slice of them. The position is counted in rows of that order, not in steps,
+so it means the same on any number of workers: a restart from (epoch, row), on
+as many workers as before or on another number, reads on from exactly the next
+unread row, and no row of the epoch is skipped or read twice.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from pipeline.packed import PackedSplit
 
 @dataclass
 class Position:
-    """Where the loader is: the next batch to read."""
+    """Where the loader is: the epoch, and the index in its order of the next row to read."""
     epoch: int = 0
-    step_in_epoch: int = 0
+    row: int = 0
 
 
 def mixture_order(source_rows: dict[str, np.ndarray], weights: dict[str, float], seed: int,
@@ -63,7 +65,8 @@ class ShuffledBatches:
         self.weights = weights or {}
         self.source_rows = split.source_rows()
         self.global_batch = batch_size * world_size
-        self.steps_per_epoch = epoch_size(self.source_rows, self.weights) // self.global_batch
+        self.epoch_rows = epoch_size(self.source_rows, self.weights)
+        self.steps_per_epoch = self.epoch_rows // self.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(
                 f"the {split.split} split has {len(split)} sequences, fewer than one global batch "
@@ -80,10 +83,16 @@ class ShuffledBatches:
     def batch(self, pos: Position) -> np.ndarray:
         """This worker's rows (batch_size, seq_len + 1) at the given position."""
         order = self.order(pos.epoch)
-        start = pos.step_in_epoch * self.global_batch + self.rank * self.batch_size
+        start = pos.row + self.rank * self.batch_size
         return self.split.rows(np.sort(order[start:start + self.batch_size]))
 
     def advance(self, pos: Position) -> Position:
-        if pos.step_in_epoch + 1 < self.steps_per_epoch:
-            return Position(pos.epoch, pos.step_in_epoch + 1)
+        """The position after one global batch; an epoch ends where a whole global batch no longer
+        fits (the rest of its order is dropped, as a sampler with drop_last does)."""
+        row = pos.row + self.global_batch
+        if row + self.global_batch <= self.epoch_rows:
+            return Position(pos.epoch, row)
         return Position(pos.epoch + 1, 0)
+
+    def epochs_done(self, pos: Position) -> float:
+        return pos.epoch + pos.row / self.epoch_rows

@@ -178,7 +178,11 @@ def raise_if_diverged(result) -> dict:
 def scaling_config(tc: TrainConfig):
     from ray.train import ScalingConfig
 
-    return ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+    # A range makes the run elastic: Ray Train 2.60 takes (min, max) and restarts a failed group on
+    # as many workers as the cluster can place; the loop resumes on any number (loop._set_budget).
+    elastic = tc.min_workers is not None and tc.min_workers < tc.num_workers
+    return ScalingConfig(num_workers=(tc.min_workers, tc.num_workers) if elastic else tc.num_workers,
+                         use_gpu=tc.use_gpu,
                          resources_per_worker={"CPU": tc.cpus_per_worker, **tc.resources_per_worker},
                          placement_strategy=tc.placement_strategy)
 

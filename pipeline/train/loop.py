@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import load_model
 from model.config import ModelConfig, flops_per_token
 from model.objectives import loss_terms
 from model.transformer import Transformer
@@ -120,48 +119,90 @@ class Trainer:
         torch.set_num_threads(max(1, int(tc.cpus_per_worker)))
         self.mcfg = ModelConfig.from_dict(job.model)
 
-        # --- model: the same initial weights on every worker, then wrapped for the strategy
+        # --- model: a skeleton on the meta device, given storage by the strategy (under FSDP2 each
+        # worker allocates its shards only), then the seeded initial weights or init_from's
         torch.manual_seed(tc.seed)
         self.dtype = parallel.compute_dtype(tc.mixed_precision, device)
-        self.model = parallel.parallelize(self.build_model(), strategy=tc.strategy, device=device,
-                                          world=world, dtype=self.dtype, compile=tc.compile,
-                                          cpu_offload=tc.cpu_offload)
+        model = self.build_model()
+        skeleton = parallel.on_meta(model)
+        self.model = parallel.parallelize(model, strategy=tc.strategy, device=device, world=world,
+                                          dtype=self.dtype, compile=tc.compile, cpu_offload=tc.cpu_offload)
+        if skeleton:
+            if self.initial_weights():
+                parallel.load_weights(self.model, self.initial_weights(), rank=rank)
+            else:
+                parallel.init_weights(self.model, tc.seed)
         self.optimizer = build_optimizer(self.model, lr=tc.lr, weight_decay=tc.weight_decay,
                                          betas=(tc.beta1, tc.beta2))
         # Each worker's own random stream (masked/prefix objectives draw from it), restored on resume.
         _seed_all(tc.seed * 1000 + rank + 1)
 
-        # --- data and budget
-        seq_len = self.build_data()
+        # --- data
+        self.seq_len = self.build_data()
         self.loader = ShuffledBatches(self.train_split, tc.batch_size, rank, world, tc.seed,
                                       weights=job.source_weights)
-        self.tokens_per_step = self.loader.global_batch * tc.grad_accum_steps * seq_len
-        self.total_steps = tc.max_steps
-        if tc.epochs is not None:
-            epoch_steps = tc.epochs * self.loader.steps_per_epoch / tc.grad_accum_steps
-            self.total_steps = min(tc.max_steps, max(1, int(epoch_steps)))
         self.loss_kwargs = dict(family=self.mcfg.family, pad_id=self.train_split.pad_id, mask_id=self.mcfg.mask_id)
-        self.flops_per_token = flops_per_token(self.mcfg, seq_len)
+        self.flops_per_token = flops_per_token(self.mcfg, self.seq_len)
         self.peak_flops = device_peak_flops(device, tc.peak_flops)
         self.placement = _gather(session.where())
 
-        # --- resume where Ray Train's last checkpoint left off (after a failure, or a rerun by name)
-        self.progress = Progress()
+        # --- resume where Ray Train's last checkpoint left off (after a failure, or a rerun by name),
+        # on as many workers as wrote it or on another number (DCP reshards, positions count rows)
+        self.progress, state = Progress(), {}
         with session.resume_dir() as ckpt_dir:
             ckpt_dir = ckpt_dir or (Path(job.init_checkpoint) if job.init_checkpoint else None)
             if ckpt_dir is not None:
                 state = checkpoints.load(ckpt_dir, self.model, self.optimizer, rank=rank, device=device)
+                _position_in_rows(state, tc.batch_size)
                 self.progress = Progress.from_dict(state)
+        self._set_budget(state)
         self.logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
         self.fault = KillWorker.from_env()
         self._eta: float | None = None
+
+    def _set_budget(self, state: dict) -> None:
+        """Micro-steps per optimizer step, tokens per step and the step budget.
+
+        An optimizer step reads the global batch the run is set up for, train.batch_size x
+        train.num_workers x train.grad_accum_steps rows, on however many workers it has: with fewer
+        (an elastic run short of a node, a resume on fewer workers) it accumulates more micro-steps.
+        A checkpoint written by another number of workers keeps the global batch and the budget
+        it recorded."""
+        tc = self.tc
+        resized = bool(state) and state.get("world", self.world) != self.world
+        target = state["rows_per_step"] if resized and state.get("rows_per_step") else \
+            tc.batch_size * tc.num_workers * tc.grad_accum_steps
+        micro = self.loader.global_batch
+        accum = target // micro if target % micro == 0 else tc.grad_accum_steps
+        if accum != tc.grad_accum_steps or accum * micro != target:
+            self.tc = tc = tc.model_copy(update={"grad_accum_steps": accum})
+            if self.rank == 0:
+                print(f"[train] {self.world} worker(s): {accum} micro-step(s) of {micro} rows per optimizer step"
+                      + ("" if accum * micro == target else
+                         f" (the global batch of {target} rows does not split into them)"), flush=True)
+        self.rows_per_step = micro * accum
+        self.tokens_per_step = self.rows_per_step * self.seq_len
+        self.total_steps = tc.max_steps
+        if tc.epochs is not None:
+            epoch_steps = tc.epochs * (self.loader.epoch_rows // micro) / accum
+            self.total_steps = min(tc.max_steps, max(1, int(epoch_steps)))
+        if resized and state.get("total_steps"):
+            self.total_steps = state["total_steps"]
 
     # ---- what a variant of the loop replaces (pipeline/finetune/loop.py) ----
 
     def build_model(self) -> torch.nn.Module:
         """The model to train, before it is wrapped for the strategy: parameters that do not
-        require gradients stay out of the optimizer."""
-        return initial_model(self.mcfg, self.job.init_from)
+        require gradients stay out of the optimizer. On the meta device (no storage), the
+        strategy materialises it and the loop initialises it (seeded, or train.init_from);
+        a model with weights of its own (fine-tuning's) is used as it is."""
+        with torch.device("meta"):
+            return Transformer(self.mcfg)
+
+    def initial_weights(self) -> str | None:
+        """A plain checkpoint whose weights a meta-device model from build_model starts from
+        (loaded into the shards, parallel.load_weights); None: the seeded initial weights."""
+        return self.job.init_from
 
     def build_data(self) -> int:
         """Set self.train_split and self.val_split; return the sequence length of a row."""
@@ -242,7 +283,7 @@ class Trainer:
         p = self.progress
         loss = _all_reduce(window.loss / window.steps, self.device, "mean")
         memory = _all_reduce(float(peak_memory_bytes(self.device)), self.device, "max")
-        epoch = p.position.epoch + p.position.step_in_epoch / self.loader.steps_per_epoch
+        epoch = self.loader.epochs_done(p.position)
         out = window.metrics(mean_loss=loss, lr=lr, epoch=epoch, flops_per_token=self.flops_per_token,
                              peak_flops=self.peak_flops, world=self.world, peak_memory=int(memory))
         out["train/tokens_seen"] = p.tokens_seen
@@ -283,6 +324,7 @@ class Trainer:
             return
         meta = {**self.job.metadata, "step": p.step, "val_loss": metrics["val/loss"], "strategy": self.tc.strategy}
         state = {**p.to_dict(), "total_steps": self.total_steps, "placement": self.placement,
+                 "world": self.world, "rows_per_step": self.rows_per_step,
                  "schedule": {"lr": self.tc.lr, "warmup_steps": self.tc.warmup_steps,
                               "min_lr_ratio": self.tc.min_lr_ratio, "total_steps": self.total_steps}}
         with tempfile.TemporaryDirectory() as tmp:
@@ -326,15 +368,6 @@ class Trainer:
         return t
 
 
-def initial_model(mcfg: ModelConfig, init_from: str | None) -> Transformer:
-    """The model before its first step: random (seeded), or a checkpoint's weights (continued
-    pretraining). A resumed run's checkpoint replaces either afterwards."""
-    if init_from is None:
-        return Transformer(mcfg)
-    model, _ = load_model(init_from)
-    return model.train()
-
-
 def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank: int, world: int, device,
              family: str = "causal", pad_id: int | None = None, mask_id: int | None = None,
              terms=None) -> float:
@@ -372,6 +405,15 @@ def validate(model, split: PackedSplit, batch_size: int, max_batches: int, rank:
         torch.distributed.all_reduce(total)
     model.train()
     return (total[0] / total[1].clamp(min=1)).item()
+
+
+def _position_in_rows(state: dict, batch_size: int) -> None:
+    """A checkpoint written before positions counted rows has (epoch, step_in_epoch) micro-steps of
+    batch_size rows on each of its workers (one placement entry per worker)."""
+    pos = state.get("position", {})
+    if "step_in_epoch" in pos:
+        workers = len(state.get("placement") or [None])
+        state["position"] = {"epoch": pos["epoch"], "row": pos.pop("step_in_epoch") * batch_size * workers}
 
 
 def _all_reduce(value: float, device, op: str) -> float:

@@ -9,6 +9,13 @@
 
 Both take the same model, optimizer and loss; a test pins that they give the same loss
 curve as one process with the same global batch.
+
+A model built on the `meta` device (shapes, no storage) is materialised by `parallelize`:
+under FSDP2 only after `fully_shard`, so each worker allocates its own shards and no worker
+ever holds the whole model; then `init_weights` fills each shard with the rows one process
+would draw from the same seed (model/init.py), or `load_weights` loads a checkpoint into the
+shards, read by rank 0 alone and sent out tensor by tensor (torch.distributed.checkpoint's
+`set_model_state_dict` with `broadcast_from_rank0`).
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ import contextlib
 
 import torch
 import torch.nn as nn
+
+from model.checkpoint import load_model
 
 
 def compute_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -28,8 +37,10 @@ def compute_dtype(setting: str, device: torch.device) -> torch.dtype | None:
 def parallelize(model: nn.Module, *, strategy: str, device: torch.device, world: int,
                 dtype: torch.dtype | None, compile: bool = False, cpu_offload: bool = False) -> nn.Module:
     """The model wrapped for `strategy`, on `device`. Call before building the optimizer
-    (FSDP2 replaces the parameters with sharded DTensors)."""
+    (FSDP2 replaces the parameters with sharded DTensors). A model on the meta device comes
+    back with storage but uninitialised weights: call init_weights or load_weights next."""
     if strategy == "ddp":
+        _materialize(model, device)
         model.to(device)
         if compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
@@ -50,7 +61,8 @@ def _fully_shard(model, *, device, world, dtype, compile, cpu_offload):
     if cpu_offload and device.type != "cuda":
         raise ValueError("train.cpu_offload needs GPU workers (train.use_gpu: true): it pages FSDP2 shards "
                          "between the GPU and pinned host memory")
-    if not cpu_offload:
+    skeleton = on_meta(model)
+    if not cpu_offload and not skeleton:
         model.to(device)
     # An explicit mesh on the workers' device type: gloo for CPU workers, NCCL for GPUs.
     mesh = init_device_mesh(device.type, (world,))
@@ -66,12 +78,50 @@ def _fully_shard(model, *, device, world, dtype, compile, cpu_offload):
         fully_shard(block, reshard_after_forward=i < last, **common)
     # The root group holds what no block owns: embeddings, final norm, output head (tied or not).
     fully_shard(model, **common)
+    if skeleton:  # each rank allocates its shards only (offloaded shards live in host memory)
+        _materialize(model, torch.device("cpu") if cpu_offload else device)
     if cpu_offload:
         # Offloading manages parameters only; buffers (the RoPE tables) must sit where compute runs.
         for module in model.modules():
             for name, buffer in module.named_buffers(recurse=False):
                 module._buffers[name] = buffer.to(device)
     return model
+
+
+def on_meta(model: nn.Module) -> bool:
+    """Whether the model is a skeleton on the meta device (no storage yet)."""
+    return any(p.is_meta for p in model.parameters())
+
+
+def _materialize(model: nn.Module, device: torch.device) -> None:
+    """Give a meta-device model (uninitialised) storage on device, with its RoPE tables."""
+    if not on_meta(model):
+        return
+    model.to_empty(device=device)
+    if not is_sharded(model):  # to_empty gives a tied head its own tensor; FSDP2's swap keeps the tie
+        model.tie_weights()
+    model.init_rope()
+
+
+def init_weights(model: nn.Module, seed: int) -> None:
+    """The initial weights from seed, the same on every worker count: each rank fills only its
+    shards, with the values one process would give those rows (Transformer.init_weights)."""
+    unwrap(model).init_weights(seed)
+
+
+def load_weights(model: nn.Module, path, *, rank: int) -> None:
+    """A plain checkpoint's weights (`train.init_from`, an `ownlm import`ed model) into the model.
+
+    Under FSDP2 rank 0 alone reads the file and set_model_state_dict broadcasts it one tensor at
+    a time, each rank keeping its shard: the whole state dict is never on every rank. Under DDP
+    every worker holds the whole model anyway and reads the file itself."""
+    if not is_sharded(model):
+        unwrap(model).load_state_dict(load_model(path)[0].state_dict())
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    full = load_model(path)[0].state_dict() if rank == 0 else {}
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
 
 def unwrap(model: nn.Module) -> nn.Module:

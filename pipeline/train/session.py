@@ -1,8 +1,9 @@
 """What the training loop needs from whatever runs it: who it is, where to resume, where to report.
 
 `RaySession` is the real one, on a Ray Train worker. `LocalSession` runs the same loop in
-one plain process (world size 1, no process group), keeping checkpoints in a folder: the
-unit tests drive the loop's logic through it without starting Ray.
+one plain process (world size 1, no process group), or as one of `world` processes on this
+machine in a gloo process group (`spawn_local`), keeping checkpoints in a folder: the unit
+tests drive the loop's logic through it without starting Ray, with 1 or 2 workers.
 """
 from __future__ import annotations
 
@@ -64,14 +65,17 @@ class RaySession:
 
 
 class LocalSession:
-    """One worker in this process; checkpoint i is copied to <folder>/checkpoint_<i>."""
+    """One worker of a run on this machine; checkpoint i is copied to <folder>/checkpoint_<i>.
 
-    rank, world = 0, 1
+    rank/world: this process's place in an initialised process group (spawn_local); every rank's
+    checkpoint files go into the same folder, as Ray Train uploads them."""
 
-    def __init__(self, folder: str | Path, device: str = "cpu"):
+    def __init__(self, folder: str | Path, device: str = "cpu", rank: int = 0, world: int = 1):
         self.folder = Path(folder)
         self.device = torch.device(device)
+        self.rank, self.world = rank, world
         self.reports: list[tuple[dict, Path | None]] = []
+        self._next = len(self.checkpoints())
 
     def checkpoints(self) -> list[Path]:
         return sorted(self.folder.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -82,11 +86,38 @@ class LocalSession:
         yield found[-1] if found else None
 
     def report(self, metrics: dict, checkpoint_dir: Path | None, commit: bool = False) -> None:
-        kept = None  # the copy below is the commit
+        kept = None
+        if checkpoint_dir is not None or commit:
+            kept = self.folder / f"checkpoint_{self._next}"
+            self._next += 1
         if checkpoint_dir is not None:
-            kept = self.folder / f"checkpoint_{len(self.checkpoints())}"
-            shutil.copytree(checkpoint_dir, kept)
+            shutil.copytree(checkpoint_dir, kept, dirs_exist_ok=True)
+        if commit and self.world > 1:  # the checkpoint is whole once every rank has copied its part
+            torch.distributed.barrier()
         self.reports.append((dict(metrics), kept))
 
     def where(self) -> tuple[str, str]:
         return "local", socket.gethostname()
+
+
+def spawn_local(fn, world: int, *args) -> None:
+    """Run fn(rank, world, *args) in `world` fresh processes on this machine, joined in one gloo
+    process group (127.0.0.1, a free port); raises if any of them fails. fn must be importable
+    (a module-level function): the processes are spawned, not forked."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_run_in_group, args=(fn, world, port, args), nprocs=world, start_method="spawn")
+
+
+def _run_in_group(rank: int, fn, world: int, port: int, args: tuple) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        fn(rank, world, *args)
+    finally:
+        dist.destroy_process_group()

@@ -34,7 +34,7 @@ def server(ray_session, tmp_path_factory):
 
     ckpt = build_checkpoint(tmp_path_factory.mktemp("serve"))
     cfg = ServeConfig(port=_free_port(), api_key=KEY, app_name=APP, max_batch_size=8, batch_wait_timeout_s=0.05,
-                      max_tokens=64, max_n=4, model_name="tiny-test")
+                      max_tokens=64, max_n=4, model_name="tiny-test", compile=False)
     url = start(cfg, settings_for(cfg, str(ckpt.path)))
     yield {"url": url, "ckpt": ckpt, "cfg": cfg}
     serve.shutdown()

@@ -14,6 +14,15 @@ def test_flags_set_the_serve_section(tmp_path):
     assert (s.port, s.autoscale, s.max_batch_size, s.api_key, s.host) == (9001, "1:4", 16, "k", "0.0.0.0")
     settings = settings_for(s, str(tmp_path))
     assert settings.autoscale == (1, 4) and settings.model_name == tmp_path.name and settings.api_key == "k"
+    assert settings.compile is True  # a server decodes with the compiled step unless told not to
+
+
+def test_no_compile_turns_the_compiled_decoding_step_off(tmp_path):
+    args = build_parser().parse_args(["serve", "--model", str(tmp_path), "--no-compile"])
+    assert settings_for(invocation(COMMANDS["serve"], args).cfg.serve, str(tmp_path)).compile is False
+    for flags, want in (([], None), (["--compile"], True), (["--no-compile"], False)):
+        args = build_parser().parse_args(["generate", "--model", str(tmp_path), *flags])
+        assert invocation(COMMANDS["generate"], args).cfg.generate.compile is want
 
 
 def test_the_key_can_come_from_the_environment(monkeypatch, tmp_path):

@@ -99,7 +99,7 @@ def test_metrics_progress_lines_and_checkpoints(tokens, tmp_path, capsys):
     # the checkpoint is a plain model checkpoint with the whole training state
     model, _ = load_model(session.checkpoints()[-1])
     state = torch.load(session.checkpoints()[-1] / "train_state.pt", weights_only=False)
-    assert state["step"] == 6 and state["position"] == {"epoch": 0, "step_in_epoch": 6}
+    assert state["step"] == 6 and state["position"] == {"epoch": 0, "row": 6 * 8}
     assert set(state) >= {"optimizer", "rng", "best_val", "schedule", "placement", "tokens_seen"}
     assert len(state["rng"]) == 1 and set(state["rng"][0]) >= {"torch", "numpy", "python"}
 
@@ -132,8 +132,8 @@ def test_gradient_accumulation_matches_the_bigger_batch(tokens, tmp_path):
         loss_big, norm_big, _ = big.train_step(lr=3e-3)
         loss_acc, norm_acc, _ = accumulated.train_step(lr=3e-3)
         assert loss_acc == pytest.approx(loss_big, rel=1e-5) and norm_acc == pytest.approx(norm_big, rel=1e-4)
-    # positions count micro-batches: both read the same 24 rows
-    assert big.progress.position.step_in_epoch * 8 == accumulated.progress.position.step_in_epoch * 4 == 24
+    # positions count rows: both read the same 24
+    assert big.progress.position.row == accumulated.progress.position.row == 24
 
 
 def test_epochs_bound_the_budget_and_end_with_a_validation(tokens, tmp_path):

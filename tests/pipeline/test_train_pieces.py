@@ -62,7 +62,7 @@ def test_workers_see_disjoint_rows_and_every_row_once_per_epoch(tmp_path):
         for loader in loaders:
             seen += [int(r[0]) for r in loader.batch(pos)]
         pos = loaders[0].advance(pos)
-    assert pos == Position(epoch=1, step_in_epoch=0)
+    assert pos == Position(epoch=1, row=0)
     assert sorted(seen) == sorted(int(r[0]) for r in split.rows(np.arange(48)))
     # a new epoch reshuffles
     first = [int(r[0]) for r in loaders[0].batch(Position(0, 0))]

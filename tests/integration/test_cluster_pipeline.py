@@ -1,0 +1,63 @@
+"""The whole pipeline as a Ray Job on a two-node local cluster, logging to `ownlm tracking-server`:
+`ownlm submit -- ownlm run --config debug` succeeds, the train workers ran on both nodes
+(recorded placement), and the server holds the parent run and a nested run per stage, their
+artifacts proxied through it.
+
+Expensive (about 8 minutes on a 2-core machine shared with other jobs: the debug pipeline, a
+cluster start and a server start), so it runs only when asked:
+    OWNLM_EXPENSIVE_TESTS=1 pytest -m expensive tests/integration/test_cluster_pipeline.py
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.checkpoint import load_train_state
+from tests.integration.test_cluster_command import ownlm
+from tests.integration.test_cluster_tracking import TrackingServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.expensive,
+              pytest.mark.skipif(not os.environ.get("OWNLM_EXPENSIVE_TESTS"),
+                                 reason="about 8 minutes: set OWNLM_EXPENSIVE_TESTS=1 to run it")]
+
+
+def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server(tmp_path):
+    server = TrackingServer(tmp_path / "tracking")
+    state = tmp_path / "cluster.json"
+    try:
+        up = ownlm("cluster", "up", "--workers", "1", "--cpus-per-node", "3", "--resources", '{"slot": 1}',
+                   "--object-store-mb", "300", "--state", str(state))
+        assert up.returncode == 0, up.stdout + up.stderr
+        info = json.loads(ownlm("cluster", "status", "--json", "--state", str(state)).stdout)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | info["env"]
+        root = tmp_path / "root"
+        job = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "submit", "--", sys.executable, "-m", "pipeline.cli", "run",
+             "--config", "debug", "--root", str(root), "--set", f"tracking.uri={server.url}",
+             "--set", "train.max_steps=20", "--set", "train.eval_every=20", "--set", "train.checkpoint_every=20",
+             "--set", "train.resources_per_worker={slot: 1}"],
+            env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1500)
+        assert job.returncode == 0 and "SUCCEEDED" in job.stdout, job.stdout[-5000:] + job.stderr[-3000:]
+        assert "2 cpu worker(s) on 2 node(s)" in job.stdout
+        placement = load_train_state(root / "model")["placement"]
+        assert sorted({node for node, _ in placement}) == sorted(n["node_id"] for n in info["nodes"])
+
+        from mlflow import MlflowClient
+
+        client = MlflowClient(server.url)
+        experiment = client.get_experiment_by_name("ownlm-debug")
+        runs = client.search_runs([experiment.experiment_id])
+        parent = [r for r in runs if r.info.run_name == "ownlm run"]
+        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
+        assert {"sample", "curate", "tokenizer", "tokenize", "train", "eval"} <= set(children)
+        assert all(r.info.status == "FINISHED" for r in children.values())
+        assert children["train"].data.metrics["train/loss"] > 0  # logged from a Ray Train worker
+        assert children["curate"].info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
+        assert client.list_artifacts(children["curate"].info.run_id)
+    finally:
+        ownlm("cluster", "down", "--state", str(state))
+        server.stop()
