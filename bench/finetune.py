@@ -7,10 +7,12 @@ Two parts, each LoRA beside full fine-tuning measured in the same process:
    AdamW: peak RSS of a fresh process, since torch's MemTracker, bench/memory.py's method, cannot
    watch frozen parameters), and the step time. LoRA's saving is the frozen base's gradients
    and optimizer states.
-2. Task accuracy: the support-ticket task of the tests (tests/pipeline/finetune_task.py), a
-   `debug` model trained briefly on text, then fine-tuned fully and with LoRA for the same steps
-   by the fine-tuning loop (pipeline/finetune/loop.py, one in-process worker), scored by the task
-   metric (evaluation/task_metric.py).
+2. Task accuracy: the support-ticket task of the tests (tests/pipeline/finetune_task.py) on the
+   tests' base (tests/pipeline/finetune_base.py: a `debug` model pretrained 400 steps on
+   structured text), fine-tuned fully, with LoRA on every linear layer (what the tests run) and
+   with LoRA on q and v (the default), for the same steps by the fine-tuning loop
+   (pipeline/finetune/loop.py, one in-process worker), scored by the task metric
+   (evaluation/task_metric.py). lora_acc_gap is full minus LoRA on every linear.
 
 JSON: lora_memory_ratio (LoRA peak / full peak; goal <= 0.6 at 124m), lora_param_fraction,
 lora_acc_gap (full minus LoRA accuracy). Writes bench/out/finetune.json.
@@ -92,30 +94,24 @@ def task_accuracy(steps: int) -> dict:
     from pipeline.finetune.data import prepare
     from pipeline.finetune.launch import finetune_train_config
     from pipeline.finetune.loop import FinetuneJob, FinetuneTrainer
-    from pipeline.train.checkpoints import export_model
-    from pipeline.train.launch import build_job
-    from pipeline.train.loop import Trainer
     from pipeline.train.session import LocalSession
+    from tests.pipeline.finetune_base import pretrain_base
     from tests.pipeline.finetune_task import TEMPLATE, write_task
-    from tests.pipeline.test_train_loop import SEQ_LEN, write_packed_tokens
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        tokens = write_packed_tokens(d)
-        base_sets = ["model.preset=debug", f"tokenize.seq_len={SEQ_LEN}", "tracking.enabled=false",
-                     "train.num_workers=1", "train.max_steps=10", "train.warmup_steps=0", "train.eval_every=10",
-                     "train.checkpoint_every=10", "train.eval_batches=2"]
-        session = LocalSession(d / "pre")
-        Trainer(build_job(load_pipeline_config(None, base_sets, root=str(d)), tokens, None), session).fit()
-        base = export_model(session.checkpoints()[-1], d / "base").resolve()
+        base = pretrain_base(d / "pre").resolve()  # the tests' base: structured text, 400 steps
+        base_sets = ["model.preset=debug", "tokenize.seq_len=64", "tracking.enabled=false", "train.num_workers=1"]
         train, test = write_task(d / "task")
         tok = load_tokenizer(base)
         model, _ = load_model(base)
         out["base"] = evaluate_task_file(model, tok, test, template=TEMPLATE)["metrics"]["task/tickets_test/acc"]
         prepare(train, None, tok, d / "data", template=TEMPLATE, loss_on="all", seq_len=64, packing=True,
                 val_fraction=0.1, seed=0)
-        for method, lr, targets in (("full", "1e-2", "[wq,wv]"), ("lora", "2e-2", "[all]")):
+        settings = (("full", "1e-2", "[wq,wv]"), ("lora", "2e-2", "[all]"), ("lora_qv", "2e-2", "[wq,wv]"))
+        for name, lr, targets in settings:
+            method = name.removesuffix("_qv")
             cfg = load_pipeline_config(None, base_sets + [
                 f"finetune.method={method}", f"finetune.lr={lr}", f"finetune.max_steps={steps}",
                 f"finetune.lora_targets={targets}", "finetune.eval_every=1000", "finetune.checkpoint_every=1000"],
@@ -125,12 +121,12 @@ def task_accuracy(steps: int) -> dict:
                               tokens_dir=str(d / "data"), tokenizer_path=str(base / TOKENIZER), base=str(base),
                               method=method, lora={"rank": ft.lora_rank, "alpha": ft.lora_alpha, "dropout": 0.0,
                                                    "targets": list(ft.lora_targets)})
-            runs = LocalSession(d / f"ft-{method}")
+            runs = LocalSession(d / f"ft-{name}")
             t = time.perf_counter()
             FinetuneTrainer(job, runs).fit()
-            out[f"{method}_train_s"] = time.perf_counter() - t
+            out[f"{name}_train_s"] = time.perf_counter() - t
             tuned, _ = load_model(runs.checkpoints()[-1])
-            out[method] = evaluate_task_file(tuned, tok, test, template=TEMPLATE)["metrics"]["task/tickets_test/acc"]
+            out[name] = evaluate_task_file(tuned, tok, test, template=TEMPLATE)["metrics"]["task/tickets_test/acc"]
     return out
 
 
@@ -163,7 +159,7 @@ def main() -> None:
         print(f"{name:<8}" + "".join(f"{r.get(c, 0):>14,.0f}" if c == "trainable" else f"{r.get(c, 0):>14.2f}"
                                      for c in cols))
     print(f"task accuracy (debug model, {args.steps} steps, 4 labels, chance 0.25): base {acc['base']:.3f}, "
-          f"full {acc['full']:.3f}, lora {acc['lora']:.3f}")
+          f"full {acc['full']:.3f}, lora (all linears) {acc['lora']:.3f}, lora (q, v) {acc['lora_qv']:.3f}")
     result = {"bench": "finetune", "preset": args.preset, "batch": args.batch, "seq": args.seq, "device": "cpu",
               "torch": torch.__version__, "cpus": os.cpu_count(),
               "trainable_full": full["trainable"], "trainable_lora": lora["trainable"],
@@ -171,7 +167,7 @@ def main() -> None:
               "step_s_full": round(full["step_s"], 3), "step_s_lora": round(lora["step_s"], 3),
               "lora_memory_ratio": round(lora["peak_mib"] / full["peak_mib"], 3),
               "lora_param_fraction": round(lora["trainable"] / lora["total"], 5),
-              "acc_base": acc["base"], "acc_full": acc["full"], "acc_lora": acc["lora"],
+              "acc_base": acc["base"], "acc_full": acc["full"], "acc_lora": acc["lora"], "acc_lora_qv": acc["lora_qv"],
               "lora_acc_gap": round(acc["full"] - acc["lora"], 3), "steps": args.steps}
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(exist_ok=True)

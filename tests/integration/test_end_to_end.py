@@ -88,3 +88,20 @@ def test_rerun_skips_unchanged_stages_and_from_forces_the_rest(first_run):
     assert run_pipeline(cfg, from_stage="eval")["ran"] == ["eval", "generate", "register"]
     changed = load_config("debug", ["generate.max_new_tokens=8"], root=str(cfg.root))
     assert run_pipeline(changed)["ran"] == ["generate"]
+
+
+def test_run_with_finetune_data_fine_tunes_between_train_and_eval_and_scores_the_task(first_run):
+    """`ownlm run` with finetune.data set: the finetune stage runs after train (not rerun) and
+    before eval, which evaluates the fine-tuned model and scores finetune.eval_file."""
+    from tests.pipeline.finetune_task import TEMPLATE, write_task
+
+    cfg, _ = first_run
+    train, test = write_task(cfg.root / "task", n_train=40, n_test=8)
+    tuned = load_config("debug", [f"finetune.data={train}", f"finetune.eval_file={test}", "finetune.max_steps=4",
+                                  "finetune.batch_size=2", "finetune.eval_every=4", "finetune.checkpoint_every=4"],
+                        values={"finetune.template": TEMPLATE}, root=str(cfg.root))
+    ran = run_pipeline(tuned)["ran"]
+    assert "train" not in ran and ran[:2] == ["finetune", "eval"]
+    assert (cfg.root / "finetuned" / "config.json").is_file()
+    metrics = json.loads((cfg.root / "eval" / "results.json").read_text())["metrics"]
+    assert 0.0 <= metrics["task/tickets_test/acc"] <= 1.0 and "task/tickets_test/exact_match" in metrics
