@@ -70,14 +70,7 @@ def run_ours(cfg, compile_: bool, B: int, T: int, steps: int, warm: int, device:
         opt.zero_grad(set_to_none=True)
         return loss
 
-    for _ in range(warm):
-        one()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = one()
-    sync(device)
-    dt = (time.perf_counter() - t) / steps
+    dt, loss = timed_steps(one, steps, warm, device)
     tok_s = B * T / dt
     out = dict(variant="compiled" if compile_ else "eager", params_M=round(count_params(cfg, False) / 1e6, 1),
                tokens_per_s=round(tok_s), mfu=round(tok_s * flops_per_token(cfg, T) / peak, 3),
@@ -86,6 +79,18 @@ def run_ours(cfg, compile_: bool, B: int, T: int, steps: int, warm: int, device:
         out["max_mem_GB"] = round(torch.cuda.max_memory_allocated() / 1e9, 1)
         torch.cuda.reset_peak_memory_stats()
     return out
+
+
+def timed_steps(one, steps: int, warm: int, device: str):
+    """Seconds per call of the training step `one` after `warm` untimed calls, and its last loss."""
+    for _ in range(warm):
+        one()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        loss = one()
+    sync(device)
+    return (time.perf_counter() - t) / steps, loss
 
 
 def run_fsdp2(cfg, B: int, T: int, steps: int, warm: int, device: str, peak: float) -> dict:
@@ -128,14 +133,7 @@ def run_fsdp2(cfg, B: int, T: int, steps: int, warm: int, device: str, peak: flo
         opt.zero_grad(set_to_none=True)
         return loss
 
-    for _ in range(warm):
-        one()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = one()
-    sync(device)
-    dt = (time.perf_counter() - t) / steps
+    dt, loss = timed_steps(one, steps, warm, device)
     tok_s = world * B * T / dt
     out = dict(variant="fsdp2", params_M=round(count_params(cfg, False) / 1e6, 1), tokens_per_s=round(tok_s),
                mfu=round(tok_s * flops_per_token(cfg, T) / (peak * world), 3), step_ms=round(dt * 1e3, 1),
