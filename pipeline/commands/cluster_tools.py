@@ -18,6 +18,7 @@ from pathlib import Path
 from cluster.submit import job_client, submit
 from model.errors import UsageError, UserError
 from pipeline.commands.command import Command, Invocation
+from pipeline.storage import worker_env as storage_env
 
 
 def ownlm_arguments(command: list[str]) -> list[str] | None:
@@ -65,7 +66,8 @@ def submit_command(inv: Invocation) -> int:
     bad_env = [item for item in args.env if "=" not in item]
     if bad_env:
         raise UsageError(f"submit: --env takes KEY=VALUE, got {bad_env}")
-    env_vars = {**forwarded_tracking_env(), **dict(item.split("=", 1) for item in args.env)}
+    # The storage variables too: a job whose root is s3://... must reach the same bucket as this shell.
+    env_vars = {**forwarded_tracking_env(), **storage_env(), **dict(item.split("=", 1) for item in args.env)}
     try:
         result = submit(command, address=address, working_dir=args.working_dir, env_vars=env_vars,
                         pip=args.pip or None, wait=not args.no_wait, timeout_s=args.timeout)
@@ -80,7 +82,7 @@ def _submit_arguments(p: argparse.ArgumentParser) -> None:
                                                         "(without .git, .venv, outputs and data files)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment variable for the job (repeatable); MLFLOW_TRACKING_URI, _USERNAME and "
-                        "_PASSWORD go along from this shell when set")
+                        "_PASSWORD and the AWS_* storage variables go along from this shell when set")
     p.add_argument("--pip", action="append", default=[], metavar="PACKAGE",
                    help="pip package to install for the job (repeatable)")
     p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")

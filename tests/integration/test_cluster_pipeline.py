@@ -1,4 +1,5 @@
-"""The whole pipeline as a Ray Job on a two-node local cluster, logging to `ownlm tracking-server`:
+"""The whole pipeline as a Ray Job on a two-node local cluster, its storage root on an S3 server
+(moto), logging to `ownlm tracking-server`:
 `ownlm submit -- ownlm run --config debug` succeeds, the train workers ran on both nodes
 (recorded placement), and the server holds the parent run and a nested run per stage, their
 artifacts proxied through it.
@@ -16,15 +17,17 @@ from pathlib import Path
 import pytest
 
 from model.checkpoint import load_train_state
+from pipeline.storage import local_copy, resolve
 from tests.integration.test_cluster_command import ownlm
 from tests.integration.test_cluster_tracking import TrackingServer
+from tests.s3server import BUCKET
 
 pytestmark = [pytest.mark.integration, pytest.mark.expensive,
               pytest.mark.skipif(not os.environ.get("OWNLM_EXPENSIVE_TESTS"),
                                  reason="about 8 minutes: set OWNLM_EXPENSIVE_TESTS=1 to run it")]
 
 
-def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server(tmp_path):
+def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server(tmp_path, s3_server):
     server = TrackingServer(tmp_path / "tracking")
     state = tmp_path / "cluster.json"
     try:
@@ -33,16 +36,17 @@ def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server
         assert up.returncode == 0, up.stdout + up.stderr
         info = json.loads(ownlm("cluster", "status", "--json", "--state", str(state)).stdout)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | info["env"]
-        root = tmp_path / "root"
+        root = f"s3://{BUCKET}/cluster-run"  # submit forwards the AWS_* variables the s3_server fixture set
         job = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "submit", "--", sys.executable, "-m", "pipeline.cli", "run",
-             "--config", "debug", "--root", str(root), "--set", f"tracking.uri={server.url}",
+             "--config", "debug", "--root", root, "--set", f"tracking.uri={server.url}",
              "--set", "train.max_steps=20", "--set", "train.eval_every=20", "--set", "train.checkpoint_every=20",
              "--set", "train.resources_per_worker={slot: 1}"],
             env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1500)
         assert job.returncode == 0 and "SUCCEEDED" in job.stdout, job.stdout[-5000:] + job.stderr[-3000:]
         assert "2 cpu worker(s) on 2 node(s)" in job.stdout
-        placement = load_train_state(root / "model")["placement"]
+        assert resolve(root + "/model/model.safetensors").exists()
+        placement = load_train_state(local_copy(resolve(root + "/model")))["placement"]
         assert sorted({node for node, _ in placement}) == sorted(n["node_id"] for n in info["nodes"])
 
         from mlflow import MlflowClient
