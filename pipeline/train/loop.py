@@ -26,11 +26,15 @@ from pipeline.config import TrainConfig
 from pipeline.packed import PackedSplit
 from pipeline.storage import local_copy
 from pipeline.tracking import RemoteMetricLogger
-from pipeline.train import checkpoints, parallel
+from pipeline.train import checkpoints, faults, parallel
 from pipeline.train.data import Position, ShuffledBatches
 from pipeline.train.failures import TRACEBACK_ATTR, quiet_console_tracebacks
-from pipeline.train.faults import KillWorker
-from pipeline.train.metrics import Window, device_peak_flops, peak_memory_bytes, progress_line
+from pipeline.train.metrics import (
+    Window,
+    device_peak_flops,
+    peak_memory_bytes,
+    progress_line,
+)
 from pipeline.train.schedule import build_optimizer, lr_at
 from pipeline.train.session import RaySession
 
@@ -158,7 +162,7 @@ class Trainer:
                 self.progress = Progress.from_dict(state)
         self._set_budget(state)
         self.logger = RemoteMetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
-        self.fault = KillWorker.from_env()
+        self.faults = faults.injected()
         self._eta: float | None = None
 
     def _set_budget(self, state: dict) -> None:
@@ -231,8 +235,8 @@ class Trainer:
             if not math.isfinite(grad_norm):
                 return self._stop_non_finite(loss, grad_norm, lr, last_metrics)
             window.add(loss, grad_norm, time.perf_counter() - t0, self.tokens_per_step)
-            if self.fault:
-                self.fault.after_step(self.rank, p.step)
+            for fault in self.faults:
+                fault.after_step(self.rank, p.step)
 
             last = p.step == self.total_steps
             metrics = self.window_metrics(window, lr) if p.step % tc.log_every == 0 or last else {}
