@@ -4,7 +4,7 @@
 (recorded placement), and the server holds the parent run and a nested run per stage, their
 artifacts proxied through it.
 
-Expensive (about 8 minutes on a 2-core machine shared with other jobs: the debug pipeline, a
+Expensive (3.5 minutes on an idle 2-core machine, 8 shared with other jobs: the debug pipeline, a
 cluster start and a server start), so it runs only when asked:
     OWNLM_EXPENSIVE_TESTS=1 pytest -m expensive tests/integration/test_cluster_pipeline.py
 """
@@ -24,7 +24,7 @@ from tests.s3server import BUCKET
 
 pytestmark = [pytest.mark.integration, pytest.mark.expensive,
               pytest.mark.skipif(not os.environ.get("OWNLM_EXPENSIVE_TESTS"),
-                                 reason="about 8 minutes: set OWNLM_EXPENSIVE_TESTS=1 to run it")]
+                                 reason="3.5 to 8 minutes: set OWNLM_EXPENSIVE_TESTS=1 to run it")]
 
 
 def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server(tmp_path, s3_server):
