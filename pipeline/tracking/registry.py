@@ -8,14 +8,18 @@ offline with torch alone. Aliases: `champion` (what serves and what the monitor 
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from model.atomic import publish_dir, staging_dir, write_text
 from model.errors import UsageError
+from pipeline import console
 from pipeline.config import Config
 from pipeline.storage import StoragePath, cache_root, is_remote, resolve
 
@@ -75,6 +79,25 @@ def resolve_checkpoint(cfg: Config, text: str | Path) -> StoragePath:
     version = registry.version(alias=alias, number=number)
     return registry.checkpoint(version)
 
+
+
+@contextlib.contextmanager
+def quiet_model_logging():
+    """MLflow's advice while logging a pyfunc (add type hints, give an input example, CloudPickle
+    is unsafe) does not apply here: the signature is explicit and the model is ownlm's own class.
+    Three warnings of several lines each per registration; `--verbose` keeps them."""
+    if console.verbose():
+        yield
+        return
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+            yield
+    finally:
+        pyfunc_log.setLevel(level)
 
 class Registry:
     """The registered model `name` (default: the config's `model_name`) in the config's MLflow store."""
@@ -152,17 +175,22 @@ class Registry:
         """A new version of the checkpoint folder, logged as a pyfunc model in the active run."""
         import mlflow
 
-        from pipeline.tracking.pyfunc import CHECKPOINT_ARTIFACT, CheckpointModel, signature
+        from pipeline.tracking.pyfunc import (
+            CHECKPOINT_ARTIFACT,
+            CheckpointModel,
+            signature,
+        )
 
         if mlflow.active_run() is None:
             raise RuntimeError("Registry.register needs an active run (open one with Tracker.run)")
         folder = staging_dir(self._cache / ".register")
         try:
             (folder / "config.yaml").write_text(config_text)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=CheckpointModel(),
-                artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), "config": str(folder / "config.yaml")},
-                pip_requirements=PIP_REQUIREMENTS, signature=signature())
+            with quiet_model_logging():
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=CheckpointModel(),
+                    artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), "config": str(folder / "config.yaml")},
+                    pip_requirements=PIP_REQUIREMENTS, signature=signature())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})
