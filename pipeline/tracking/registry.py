@@ -83,9 +83,9 @@ def resolve_checkpoint(cfg: Config, text: str | Path) -> StoragePath:
 
 @contextlib.contextmanager
 def quiet_model_logging():
-    """MLflow's advice while logging a pyfunc (add type hints, give an input example, CloudPickle
-    is unsafe) does not apply here: the signature is explicit and the model is ownlm's own class.
-    Three warnings of several lines each per registration; `--verbose` keeps them."""
+    """MLflow's advice while logging a pyfunc (give an input example, CloudPickle is unsafe) does
+    not apply here: the signature is explicit and the model is ownlm's own small class. Its advice
+    to type-hint `predict` comes when the class is defined, outside this. `--verbose` keeps them."""
     if console.verbose():
         yield
         return
