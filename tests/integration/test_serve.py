@@ -5,24 +5,18 @@ and `ownlm eval`'s lm-eval model on the same checkpoint."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 
 import pytest
 import requests
 
+from cluster.local import free_port
 from tests.evaluation.conftest import build_checkpoint
 
 pytestmark = pytest.mark.integration
 
 KEY = "test-key-123"
 APP = "ownlm-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def server(ray_session, tmp_path_factory):
     from pipeline.serve.command import settings_for, start
 
     ckpt = build_checkpoint(tmp_path_factory.mktemp("serve"))
-    cfg = ServeConfig(port=_free_port(), api_key=KEY, app_name=APP, max_batch_size=8, batch_wait_timeout_s=0.05,
+    cfg = ServeConfig(port=free_port(), api_key=KEY, app_name=APP, max_batch_size=8, batch_wait_timeout_s=0.05,
                       max_tokens=64, max_n=4, model_name="tiny-test", compile=False)
     url = start(cfg, settings_for(cfg, str(ckpt.path)))
     yield {"url": url, "ckpt": ckpt, "cfg": cfg}
