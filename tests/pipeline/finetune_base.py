@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -84,27 +83,14 @@ def write_curated_texts(path: Path, texts: list[str]) -> None:
 def write_structured_tokens(d: Path, n_docs: int = 2000, seq_len: int = 64, vocab_size: int = 1000) -> Path:
     """Packed rows of the corpus (a BPE trained on it) under d/tokens, without Ray: 1 in 10
     documents held out for validation. Returns the tokens folder."""
-    from model.tokenizer import Tokenizer
     from pipeline.config import TokenizerConfig
-    from pipeline.packed import Manifest
     from pipeline.tokenize.tokenizer import train_tokenizer
+    from tests.pipeline.test_train_loop import pack_texts
 
     texts = corpus(n_docs)
     write_curated_texts(d / "curated", texts)
     train_tokenizer(d / "curated", d / "tok", TokenizerConfig(vocab_size=vocab_size))
-    tok = Tokenizer.from_file(d / "tok" / "tokenizer.json")
-    out = d / "tokens"
-    splits = {}
-    for split, keep in (("train", lambda i: i % 10), ("val", lambda i: not i % 10)):
-        stream = [t for i, text in enumerate(texts) if keep(i) for t in tok.encode(text) + [tok.eot_id]]
-        n = len(stream) // (seq_len + 1)
-        (out / split).mkdir(parents=True)
-        np.save(out / split / "shard-0.npy", np.array(stream[:n * (seq_len + 1)], np.uint16).reshape(n, -1))
-        splits[split] = {"files": [f"{split}/shard-0.npy"], "rows": n}
-    Manifest(seq_len=seq_len, dtype="uint16", eot_id=tok.eot_id, pad_id=tok.pad_id,
-             tokenizer_fingerprint=tok.fingerprint, splits=splits).write(out)
-    (out / "tokenizer.json").write_bytes((d / "tok" / "tokenizer.json").read_bytes())
-    return out
+    return pack_texts(list(texts), d / "tok", d / "tokens", seq_len)
 
 
 def pretrain_base(d: Path, steps: int = 400, lr: float = 1e-2, n_docs: int = 2000, seq_len: int = 64) -> Path:

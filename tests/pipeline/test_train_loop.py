@@ -31,18 +31,23 @@ def write_packed_tokens(d, n_docs=160):
     documents held out for validation. Returns the tokens folder."""
     texts = write_curated(d / "curated", n_docs=n_docs)
     train_tokenizer(d / "curated", d / "tok", TokenizerConfig(vocab_size=400))
-    tok = Tokenizer.from_file(d / "tok" / "tokenizer.json")
-    out = d / "tokens"
+    return pack_texts(list(texts.values()), d / "tok", d / "tokens", SEQ_LEN)
+
+
+def pack_texts(texts: list[str], tokenizer_dir, out, seq_len: int):
+    """The texts joined by end-of-text and cut into rows of seq_len + 1 under `out` (a packed
+    tokens folder with its manifest and tokenizer), 1 in 10 documents held out for validation."""
+    tok = Tokenizer.from_file(tokenizer_dir / "tokenizer.json")
     splits = {}
     for split, keep in (("train", lambda i: i % 10), ("val", lambda i: not i % 10)):
-        stream = [t for i, text in enumerate(texts.values()) if keep(i) for t in tok.encode(text) + [tok.eot_id]]
-        n = len(stream) // (SEQ_LEN + 1)
+        stream = [t for i, text in enumerate(texts) if keep(i) for t in tok.encode(text) + [tok.eot_id]]
+        n = len(stream) // (seq_len + 1)
         (out / split).mkdir(parents=True)
-        np.save(out / split / "shard-0.npy", np.array(stream[:n * (SEQ_LEN + 1)], np.uint16).reshape(n, -1))
+        np.save(out / split / "shard-0.npy", np.array(stream[:n * (seq_len + 1)], np.uint16).reshape(n, -1))
         splits[split] = {"files": [f"{split}/shard-0.npy"], "rows": n}
-    Manifest(seq_len=SEQ_LEN, dtype="uint16", eot_id=tok.eot_id, pad_id=tok.pad_id,
+    Manifest(seq_len=seq_len, dtype="uint16", eot_id=tok.eot_id, pad_id=tok.pad_id,
              tokenizer_fingerprint=tok.fingerprint, splits=splits).write(out)
-    (out / "tokenizer.json").write_bytes((d / "tok" / "tokenizer.json").read_bytes())
+    (out / "tokenizer.json").write_bytes((tokenizer_dir / "tokenizer.json").read_bytes())
     return out
 
 
