@@ -1,7 +1,7 @@
 """The tokenizer and the packing of tokens into training sequences."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.config.base import Section
 
@@ -23,6 +23,17 @@ class TokenizeConfig(Section):
     val_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     """Share of documents, chosen by a hash of their id, held out for validation."""
     batch_size: int = Field(default=256, ge=1)
-    """Documents per Ray Data block and batch: one actor call tokenizes and packs this many."""
-    num_actors: int = Field(default=2, ge=1)
-    """Tokenizer actors (each loads the tokenizer once)."""
+    """Documents per tokenizer call and per packed shard (of each split and source)."""
+    concurrency: int = Field(default=2, ge=1)
+    """Tokenize tasks running at once, one CPU and one tokenizer thread each."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data):
+        """`num_actors` (tokenize ran in an actor pool until 2026-12) still means `concurrency`."""
+        if isinstance(data, dict) and "num_actors" in data:
+            data = dict(data)
+            if "concurrency" in data:
+                raise ValueError("num_actors is the old name of concurrency: give one of them")
+            data["concurrency"] = data.pop("num_actors")
+        return data

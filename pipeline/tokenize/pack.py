@@ -1,16 +1,20 @@
 """The `tokenize` stage: parallel tokenize + pack on Ray Data.
 
-Packing runs where tokenization runs: each Ray Data batch of documents is
+Ray Data runs one task per run of batches (pipeline/tokenize/reads.py: which rows each reads).
+Packing runs where tokenization runs: each batch of documents is read from its curated file,
 tokenized, split into train/validation by a hash of the document id, joined
 with the end-of-text token, cut into rows of seq_len + 1 tokens and written as
-one `.npy` shard per split by the actor itself. Only the leftover tail of each
+one `.npy` shard per split by the task itself. Only the leftover tail of each
 batch (fewer than seq_len + 1 tokens) travels back to the driver, which packs
 the tails into the last shard. So the driver never holds the corpus, and no
 token is lost: only the final row of a split can end in padding.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import os
 import re
 from typing import Callable
 
@@ -26,7 +30,8 @@ from pipeline.progress import Progress
 from pipeline.stage import Context, Stage
 from pipeline.storage import (StoragePath, atomic_write, copy_file, discard_dir, local_copy, on_one_filesystem,
                               publish_dir, resolve, staging_dir)
-from pipeline.tokenize.curated import TokenizeError, curated_files, curated_rows
+from pipeline.tokenize.curated import TokenizeError, curated_files
+from pipeline.tokenize.reads import RowReader, plan_tasks, read_footers, task_shard
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -57,44 +62,85 @@ def source_slug(source: str) -> str:
     return f"{slug}-{hashlib.sha1(source.encode()).hexdigest()[:6]}"
 
 
-class TokenizePack:
-    """Ray Data actor: loads the tokenizer once, tokenizes a batch, writes its packed shards.
+class BatchPacker:
+    """Tokenizes a batch of documents and writes its packed shards.
 
     Each source is packed apart from the others, so every row belongs to one source and the
     training loader can weight sources (`SourceConfig.weight`) row by row.
     """
 
-    def __init__(self, tokenizer_path: StoragePath, out_dir: StoragePath, seq_len: int, val_fraction: float):
-        self.tok = Tokenizer.from_file(local_copy(tokenizer_path))
+    def __init__(self, tok: Tokenizer, out_dir: StoragePath, seq_len: int, val_fraction: float):
+        self.tok = tok
         self.out = out_dir
         self.row_len = seq_len + 1
         self.val_fraction = val_fraction
         self.dtype = token_dtype(self.tok.vocab_size)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> list[dict]:
+        """One result per (split, source) of the batch: its shard, counts, and leftover tail."""
         ids = batch.column("id").to_pylist()
-        encoded = self.tok.encode_batch(batch.column("text").to_pylist())
+        with one_tokenizer_thread():
+            encoded = self.tok.encode_batch(batch.column("text").to_pylist())
         sources = batch.column("source").to_pylist()
         # The batch's first id names its shards, so a retried task overwrites its own files.
         name = hashlib.sha1(ids[0].encode()).hexdigest()[:16] if ids else "empty"
         groups: dict[tuple[str, str], list[int]] = {}
         for i, doc_id in enumerate(ids):
             groups.setdefault((split_of(doc_id, self.val_fraction), sources[i]), []).append(i)
-        out = {k: [] for k in ("split", "source", "file", "rows", "tokens", "documents", "tail", "key")}
+        out = []
         for (split, source), picks in sorted(groups.items()):
             rows, tail = pack_rows([encoded[i] for i in picks], self.tok.eot_id, self.row_len, self.dtype)
             rel = f"{split}/{source_slug(source)}/shard-{name}.npy"
             if len(rows):
                 save_rows(self.out / rel, rows)
-            out["split"].append(split)
-            out["source"].append(source)
-            out["file"].append(rel if len(rows) else "")
-            out["rows"].append(len(rows))
-            out["tokens"].append(int(rows.size + tail.size))
-            out["documents"].append(len(picks))
-            out["tail"].append(tail.astype(np.int64).tolist())
-            out["key"].append(ids[picks[0]])
-        return pa.table(out)
+            out.append({"split": split, "source": source, "file": rel if len(rows) else "", "rows": len(rows),
+                        "tokens": int(rows.size + tail.size), "documents": len(picks),
+                        "tail": tail.astype(np.int64).tolist(), "key": ids[picks[0]]})
+        return out
+
+
+@contextlib.contextmanager
+def one_tokenizer_thread():
+    """`tokenizers` on the calling thread only, for the duration of a call.
+
+    Parallelism comes from the tasks, one per CPU; its own thread pool would start a thread per
+    core in every one of them. `tokenizers` reads TOKENIZERS_PARALLELISM at each call (0.23), and
+    setting it here, unlike a task's runtime_env, lets the tasks run on Ray's already started
+    worker processes."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(local_path: str, size: int, mtime_ns: int) -> Tokenizer:
+    """One load per worker process and tokenizer file version (tasks reuse Ray's processes)."""
+    return Tokenizer.from_file(local_path)
+
+
+def cached_tokenizer(path: StoragePath) -> Tokenizer:
+    local = local_copy(path)
+    stat = local.stat()
+    return _load_tokenizer(str(local), stat.st_size, stat.st_mtime_ns)
+
+
+def tokenize_task(task: dict, *, fs, tokenizer_path: StoragePath, out_dir: StoragePath, seq_len: int,
+                  val_fraction: float, batch_size: int) -> list[dict]:
+    """A Ray Data task: batches task["first"]..task["stop"]-1 of one curated file, read from the
+    file itself, tokenized and packed; one result per (batch, split, source)."""
+    shard = task_shard(task)
+    reader = RowReader(fs, shard)
+    packer = BatchPacker(cached_tokenizer(tokenizer_path), out_dir, seq_len, val_fraction)
+    results = []
+    for b in range(task["first"], task["stop"]):
+        results += packer(reader.rows(b * batch_size, min(shard.rows, (b + 1) * batch_size)))
+    return results
 
 
 def save_rows(path: StoragePath, rows: np.ndarray) -> None:
@@ -105,7 +151,7 @@ def save_rows(path: StoragePath, rows: np.ndarray) -> None:
 
 def tokenize_and_pack(curated_dir: StoragePath, tokenizer_dir: StoragePath, output_dir: StoragePath, cfg: TokenizeConfig,
                       progress: Callable[[str], None] | None = None) -> Manifest:
-    """Tokenize the curated corpus with a Ray Data actor pool and write packed shards + manifest;
+    """Tokenize the curated corpus in Ray Data tasks and write packed shards + manifest;
     `progress` gets a line now and then (documents and tokens done, rates, eta)."""
     tokenizer_path = resolve(tokenizer_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
@@ -127,28 +173,24 @@ def _pack_into(tmp: StoragePath, files: list[StoragePath], tokenizer_path: Stora
 
     tok = Tokenizer.from_file(local_copy(tokenizer_path))
     fs, paths = on_one_filesystem(files)
-    ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(["id", "text", "source"])
-    # Blocks in file order, whatever finishes first: which documents share a batch decides the
-    # shards (their names, and where rows break), so the same corpus must always batch the same
-    # way, or a rerun of an unchanged stage would train on other rows.
-    ds.context.execution_options.preserve_order = True
-    # A Parquet file arrives as one block, and a block goes to one actor: without a split, one
-    # large curated shard would be tokenized by a single actor while the others idle. Streaming
-    # repartition (no shuffle, no barrier) cuts blocks down to one batch each.
-    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
-    packed = ds.map_batches(
-        TokenizePack, batch_size=cfg.batch_size, batch_format="pyarrow",
-        # Path objects, not strings: a remote one carries its filesystem (and credentials) to the actors.
-        fn_constructor_args=(tokenizer_path, tmp, cfg.seq_len, cfg.val_fraction),
-        compute=ray.data.ActorPoolStrategy(min_size=_pool_floor(cfg.num_actors), max_size=cfg.num_actors),
-        num_cpus=1,
-        # One Rust thread per actor: parallelism comes from the actor pool, and tokenizers' own
-        # thread pool would otherwise start one thread per core in every actor.
-        runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}},
-    )
-    progress = Progress("tokenize", say, total_items=curated_rows(files), item="docs", count="tokens")
+    shards = read_footers(fs, paths)
+    tasks = plan_tasks(shards, cfg.batch_size, cfg.concurrency)
+    packed = ray.data.from_items(tasks, override_num_blocks=len(tasks)).flat_map(
+        tokenize_task,
+        # Path objects, not strings: a remote one carries its filesystem (and credentials) to the tasks.
+        fn_kwargs=dict(fs=fs, tokenizer_path=tokenizer_path, out_dir=tmp, seq_len=cfg.seq_len,
+                       val_fraction=cfg.val_fraction, batch_size=cfg.batch_size),
+        num_cpus=1, compute=ray.data.TaskPoolStrategy(size=cfg.concurrency))
+    # Ray Data's memory backpressure is for blocks of data; these tasks return a few KB of counts
+    # and tails. With it on, two policies left one of two slots idle for a third of a run
+    # (bench/RESULTS.md): the per-operator reservation starts one task and waits for it to finish
+    # before starting the others, and without a reservation the downstream-capacity policy holds
+    # tasks back whenever the driver has not yet taken the last few KB of results.
+    packed.context.op_resource_reservation_enabled = False
+    packed.context.downstream_capacity_backpressure_ratio = None
+    progress = Progress("tokenize", say, total_items=sum(s.rows for s in shards), item="docs", count="tokens")
     results = []
-    for row in packed.iter_rows():  # one row per (split, source) of each batch, as batches finish
+    for row in packed.iter_rows():  # one row per (batch, split, source), as tasks finish
         results.append(row)
         progress.add(items=row["documents"], count=row["tokens"])
 
@@ -175,18 +217,6 @@ def _pack_into(tmp: StoragePath, files: list[StoragePath], tokenizer_path: Stora
     # The tokens carry their tokenizer, so `ownlm train --data DIR` needs nothing else.
     copy_file(tokenizer_path, tmp / "tokenizer.json")
     return manifest
-
-
-def _pool_floor(num_actors: int) -> int:
-    """Actors to start at once: all of them when a CPU stays free for the Parquet reads.
-
-    A pool that takes every CPU starves the read tasks feeding it and waits forever; a pool that
-    grows from one actor loses seconds to scaling up, which on a small corpus is most of the run.
-    """
-    import ray
-
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(num_actors, cpus - 1))
 
 
 def _finish_source(batches: list[dict], out: StoragePath, folder: str, row_len: int, pad_id: int, dtype) -> dict:

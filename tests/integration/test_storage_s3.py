@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 DATA = ["curate", "tokenizer", "tokenize"]
 STAGES = DATA + ["train", "eval", "generate"]
 # One train worker and one tokenize actor: what is tested is where the files go, not parallelism.
-SHORT = ["train.num_workers=1", "tokenize.num_actors=1", "train.max_steps=4", "train.warmup_steps=1",
+SHORT = ["train.num_workers=1", "tokenize.concurrency=1", "train.max_steps=4", "train.warmup_steps=1",
          "train.log_every=2", "train.eval_every=2", "train.eval_batches=2", "train.checkpoint_every=2",
          "eval.max_batches=4", "eval.tasks=[]", "curate.rows_per_shard=40"]
 

@@ -58,7 +58,7 @@ def test_packed_tokens_decode_back_to_the_documents(ray_session, tmp_path):
     info = train_tokenizer(tmp_path / "curated", tmp_path / "tok", TokenizerConfig(vocab_size=400))
     tok = Tokenizer.from_file(tmp_path / "tok" / "tokenizer.json")
     assert info["vocab_size"] == tok.vocab_size <= 400
-    cfg = TokenizeConfig(seq_len=16, val_fraction=0.2, batch_size=7, num_actors=2)
+    cfg = TokenizeConfig(seq_len=16, val_fraction=0.2, batch_size=7, concurrency=2)
     manifest = tokenize_and_pack(tmp_path / "curated", tmp_path / "tok", tmp_path / "tokens", cfg)
     assert manifest.tokenizer_fingerprint == tok.fingerprint and manifest.seq_len == 16
     recovered = {}
@@ -99,8 +99,8 @@ def test_tokenize_reruns_replace_output_and_missing_inputs_are_clear(ray_session
 
 
 def test_the_same_corpus_always_packs_into_the_same_shards(ray_session, tmp_path):
-    """Which documents share a batch decides the shards, so the order in which read tasks finish
-    must not: files of very different sizes, read by several tasks, pack identically every time."""
+    """Which documents share a batch decides the shards, so neither the order in which tasks finish
+    nor how many run at once may: files of very different sizes pack identically every time."""
     import hashlib
 
     rng = random.Random(1)
@@ -111,14 +111,13 @@ def test_the_same_corpus_always_packs_into_the_same_shards(ray_session, tmp_path
         pq.write_table(pa.table({"id": [f"f{f}-{i}" for i in range(n)], "text": texts, "source": ["s"] * n,
                                  "kind": ["web"] * n}), curated / f"part-{f:05d}.parquet")
     train_tokenizer(curated, tmp_path / "tok", TokenizerConfig(vocab_size=300))
-    cfg = TokenizeConfig(seq_len=16, val_fraction=0.1, batch_size=8, num_actors=2)
-
     def digest(folder):
         return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(folder.rglob("*.npy"))}
 
     runs = []
-    for k in range(3):
+    for k, concurrency in enumerate((2, 2, 1)):
+        cfg = TokenizeConfig(seq_len=16, val_fraction=0.1, batch_size=8, concurrency=concurrency)
         tokenize_and_pack(curated, tmp_path / "tok", tmp_path / f"tokens{k}", cfg)
         runs.append(digest(tmp_path / f"tokens{k}"))
     assert runs[0] == runs[1] == runs[2]

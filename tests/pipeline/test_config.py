@@ -86,3 +86,9 @@ def test_curate_config_defaults_cite_published_thresholds():
     assert q.gopher_repetition.dup_ngram_char_frac[10] == 0.10 and q.gopher_repetition.top_ngram_char_frac[2] == 0.20
     assert (q.c4.min_sentences, q.c4.min_words_per_line, q.fineweb.min_line_punct_ratio) == (5, 3, 0.12)
     assert (c.decontaminate.ngram, c.dedup.fuzzy.threshold, c.dedup.fuzzy.shingle_words) == (13, 0.8, 5)
+
+
+def test_tokenize_num_actors_is_the_old_name_of_concurrency():
+    assert load_config(overrides=["tokenize.num_actors=3"]).tokenize.concurrency == 3
+    with pytest.raises(ConfigError, match="old name of concurrency"):
+        load_config(overrides=["tokenize.num_actors=3", "tokenize.concurrency=2"])

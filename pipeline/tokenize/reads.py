@@ -1,0 +1,121 @@
+"""What each tokenize task reads: the curated shards cut into batches, batches grouped into tasks.
+
+Ray Data's `read_parquet` lists the files in a task, reads their footers in actors it starts for
+every read, and ships the text as blocks through the object store to the tokenizers: on a small
+machine that is seconds of fixed cost per run before the first token (measured in
+bench/RESULTS.md), and a copy of the corpus. The tokenizer needs none of it: the driver reads the
+footers once (row counts and row-group sizes, a few KB per file, on threads), cuts every file into
+batches of `batch_size` rows, and gives each task a run of consecutive batches of one file; the
+task reads its rows straight from the file.
+
+Batches are fixed by the files and `batch_size` alone, never by how many tasks run or which
+finishes first, so the same corpus always packs into the same shards.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+COLUMNS = ["id", "text", "source"]
+
+TASKS_PER_SLOT = 8
+"""Tasks per concurrently running task, at least: with a run cut into many similar tasks, the
+last one to finish leaves the other slots idle for a small share of the run."""
+MAX_BATCHES_PER_TASK = 64
+"""A task's output reaches the driver when it ends: long tasks make progress lumpy and a retry
+costly."""
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """One curated Parquet file: its path on the filesystem and where its row groups start."""
+    path: str
+    rows: int
+    group_starts: tuple[int, ...]  # first row of each row group, ascending
+
+    def groups_for(self, start: int, stop: int) -> range:
+        """The row groups holding rows [start, stop)."""
+        first = bisect.bisect_right(self.group_starts, start) - 1
+        last = bisect.bisect_left(self.group_starts, stop)
+        return range(max(first, 0), last)
+
+
+def read_footers(fs: pafs.FileSystem, paths: list[str], threads: int = 16) -> list[ShardRows]:
+    """Row counts and row-group starts of every file, from their footers (no data read).
+
+    On threads: a footer read is a round trip, which is what dominates on an object store."""
+    def footer(path: str) -> ShardRows:
+        meta = pq.ParquetFile(path, filesystem=fs).metadata
+        starts, at = [], 0
+        for g in range(meta.num_row_groups):
+            starts.append(at)
+            at += meta.row_group(g).num_rows
+        return ShardRows(path, meta.num_rows, tuple(starts))
+
+    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+        return list(pool.map(footer, paths))
+
+
+def plan_tasks(shards: list[ShardRows], batch_size: int, concurrency: int) -> list[dict]:
+    """Tasks as `{"path", "rows", "group_starts", "first", "stop"}`: batches first..stop-1 of one
+    shard (batch k holds its rows [k * batch_size, (k + 1) * batch_size)). Each task gets the same
+    number of batches, as many as leave at least TASKS_PER_SLOT tasks per slot; a file's last
+    task may have fewer."""
+    batches = [-(-s.rows // batch_size) for s in shards]
+    per_task = max(1, min(MAX_BATCHES_PER_TASK, sum(batches) // (TASKS_PER_SLOT * concurrency)))
+    return [{"path": s.path, "rows": s.rows, "group_starts": list(s.group_starts), "first": b,
+             "stop": min(n, b + per_task)}
+            for s, n in zip(shards, batches) for b in range(0, n, per_task)]
+
+
+def task_shard(task: dict) -> ShardRows:
+    """The shard a task of plan_tasks reads (as a Ray Data row: lists may arrive as arrays)."""
+    return ShardRows(str(task["path"]), int(task["rows"]), tuple(int(g) for g in task["group_starts"]))
+
+
+class RowReader:
+    """Rows of one curated file, each row group read once per process while reads move through it.
+
+    A row group can hold more rows than a batch, and the tasks that cut one group into batches
+    often run one after another on the same worker process; keeping the groups last read turns
+    those into one read instead of one per task."""
+
+    _cache: dict[tuple, pa.Table] = {}  # (path, size, mtime, group) -> rows; this process's
+    _lock = threading.Lock()
+    CACHE_BYTES = 256 << 20
+    """What a worker keeps between tasks, at most; a larger row group is read and not kept."""
+
+    def __init__(self, fs: pafs.FileSystem, shard: ShardRows):
+        self.fs, self.shard = fs, shard
+        info = fs.get_file_info(shard.path)
+        self._version = (shard.path, info.size, info.mtime_ns)
+        self._file: pq.ParquetFile | None = None
+
+    def rows(self, start: int, stop: int) -> pa.Table:
+        groups = self.shard.groups_for(start, stop)
+        if not groups:
+            return pa.table({c: pa.array([], pa.string()) for c in COLUMNS})
+        table = pa.concat_tables([self._group(g) for g in groups])
+        return table.slice(start - self.shard.group_starts[groups[0]], stop - start)
+
+    def _group(self, g: int) -> pa.Table:
+        key = (*self._version, g)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        if self._file is None:
+            self._file = pq.ParquetFile(self.shard.path, filesystem=self.fs)
+        table = self._file.read_row_group(g, columns=COLUMNS)
+        if table.nbytes <= self.CACHE_BYTES:
+            with self._lock:
+                cache = self._cache
+                cache[key] = table
+                while sum(t.nbytes for t in cache.values()) > self.CACHE_BYTES:
+                    del cache[next(iter(cache))]  # oldest first
+        return table
