@@ -9,7 +9,8 @@ documents are equal), measures:
   - baseline: `Tokenizer.encode_batch` over the same texts in one process with one Rust thread
     (RAYON_NUM_THREADS=1), tokens/s per core;
   - vs_tokenizers = ours per core / baseline per core (goal >= 0.8); both encode
-    `tokenize.batch_size` (the default, 256) documents per call. Ours calls `encode_batch_fast` (no character offsets, which packing does not need),
+    `tokenize.batch_size` (the default, 256) documents per call. Ours calls `encode_batch_fast`
+    (no character offsets, which packing does not need),
     so vs_tokenizers_fast, against that same call in one process, shows what is Ray's own cost;
   - loader: batches/s of the training loader (`ShuffledBatches`) against the training steps/s of
     the `tiny` model on the same batch (loader_vs_step must stay well above 1).
@@ -32,7 +33,6 @@ import subprocess
 import tempfile
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
