@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
 import re
 from typing import Callable
 
@@ -23,6 +22,7 @@ import pyarrow as pa
 
 from model.tokenizer import Tokenizer
 from pipeline.config import TokenizeConfig
+from pipeline.environ import scoped_env
 from pipeline.layout import Location
 from pipeline.options import ConfigFlag, PathFlag
 from pipeline.packed import Manifest
@@ -107,15 +107,8 @@ def one_tokenizer_thread():
     core in every one of them. `tokenizers` reads TOKENIZERS_PARALLELISM at each call (0.23), and
     setting it here, unlike a task's runtime_env, lets the tasks run on Ray's already started
     worker processes."""
-    before = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
+    with scoped_env("TOKENIZERS_PARALLELISM", "false"):
         yield
-    finally:
-        if before is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,6 +17,7 @@ from evaluation.names import clean_metric_name
 from model.errors import UserError
 from pipeline import console, storage
 from pipeline.config import Config
+from pipeline.environ import scoped_env
 from pipeline.tracking.server import CLIENT_PASSWORD_ENV, CLIENT_USERNAME_ENV, check_server, is_server_uri
 
 
@@ -197,15 +198,8 @@ def warn_lost(uri: str, what: str) -> None:
 @contextlib.contextmanager
 def _no_retries():
     """MLflow reads its retry count on every request: none, for calls to a server known to be gone."""
-    saved = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    try:
+    with scoped_env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
-        else:
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
 
 
 @contextlib.contextmanager
