@@ -164,7 +164,7 @@ def _pack_into(tmp: StoragePath, files: list[StoragePath], tokenizer_path: Stora
                say: Callable[[str], None]) -> Manifest:
     import ray.data
 
-    tok = Tokenizer.from_file(local_copy(tokenizer_path))
+    tok = cached_tokenizer(tokenizer_path)
     fs, paths = on_one_filesystem(files)
     shards = read_footers(fs, paths)
     tasks = plan_tasks(shards, cfg.batch_size, cfg.concurrency)

@@ -88,8 +88,9 @@ class RowReader:
 
     _cache: dict[tuple, pa.Table] = {}  # (path, size, mtime, group) -> rows; this process's
     _lock = threading.Lock()
-    CACHE_BYTES = 256 << 20
-    """What a worker keeps between tasks, at most; a larger row group is read and not kept."""
+    CACHE_BYTES = 64 << 20
+    """What a worker keeps between tasks, at most (Ray reuses the process for later stages, such
+    as training, so the bound stays small); a larger row group is read and not kept."""
 
     def __init__(self, fs: pafs.FileSystem, shard: ShardRows):
         self.fs, self.shard = fs, shard
