@@ -390,10 +390,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("OWNLM_CACHE") or Path(tempfile.gettempdir()) / "ownlm-storage-cache")
 
 
-def local_copy(path: StoragePath | str) -> Path:
+def local_copy(path: StoragePath | str, include: tuple[str, ...] | None = None) -> Path:
     """A local file or folder with `path`'s contents: `path` itself when local; for a remote one a
     copy in this node's cache, downloaded once and reused while the remote listing (names, sizes,
-    times) is unchanged."""
+    times) is unchanged. `include` (a folder's top-level file names) copies only those files: a
+    checkpoint's config and tokenizer without its weights, for code that reads no more."""
     path = resolve(path)
     if isinstance(path, Path):
         return path
@@ -402,7 +403,8 @@ def local_copy(path: StoragePath | str) -> Path:
         raise FileNotFoundError(f"{path} does not exist")
     is_dir = info.type == pafs.FileType.Directory
     infos = (path.fs.get_file_info(pafs.FileSelector(path.path, recursive=True)) if is_dir else [info])
-    listing = sorted((i.path, i.size, i.mtime_ns) for i in infos if i.type == pafs.FileType.File)
+    listing = sorted((i.path, i.size, i.mtime_ns) for i in infos if i.type == pafs.FileType.File
+                     and (include is None or not is_dir or i.path[len(path.path):].strip("/") in include))
     key = hashlib.sha256(repr((str(path), listing)).encode()).hexdigest()[:24]
     target = cache_root() / key / path.name
     if target.exists():

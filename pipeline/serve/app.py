@@ -14,6 +14,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -21,6 +22,7 @@ from ray import serve
 from ray.serve.metrics import Counter, Histogram
 from starlette.exceptions import HTTPException
 
+from model.errors import MissingInput
 from model.sampling import SamplingParams
 from pipeline.config import ServeConfig
 from pipeline.serve import responses
@@ -35,6 +37,7 @@ from pipeline.serve.protocol import (
     parse,
     prompt_list,
 )
+from pipeline.storage import StoragePath, local_copy, resolve, worker_env
 
 log = logging.getLogger("ray.serve")
 
@@ -67,12 +70,20 @@ class ServeSettings:
 
 def build_app(settings: ServeSettings):
     """The bound Serve application (serve.run it)."""
+    # Both deployments read the checkpoint; one at a URI is fetched with the storage variables set
+    # here (endpoint, credentials), which replicas on other nodes would not have otherwise.
+    env = {"env_vars": worker_env()} if worker_env() else {}
     model = serve.deployment(ModelServer).options(
         name="ModelServer", ray_actor_options={"num_cpus": settings.cpus_per_replica,
-                                               "num_gpus": settings.gpus_per_replica},
+                                               "num_gpus": settings.gpus_per_replica, **_runtime_env(env)},
         max_ongoing_requests=max(16, 4 * settings.max_batch_size),
         **_scaling(settings)).bind(settings)
-    return _api_deployment().options(name="Api", ray_actor_options={"num_cpus": 0}).bind(model, settings)
+    return _api_deployment().options(name="Api", ray_actor_options={"num_cpus": 0, **_runtime_env(env)}).bind(
+        model, settings)
+
+
+def _runtime_env(env: dict) -> dict:
+    return {"runtime_env": env} if env else {}
 
 
 def app_builder(args: dict):
@@ -89,6 +100,29 @@ def _scaling(settings: ServeSettings) -> dict:
                                    "target_ongoing_requests": settings.max_batch_size}}
 
 
+# ---- the checkpoint, local or at a URI ----
+
+def checkpoint_folder(model_path: str) -> Path:
+    """The whole checkpoint as a local folder: `model_path` itself, or for a URI (s3://...) this
+    node's copy (storage.local_copy), so that a replica on any node fetches the model itself."""
+    return local_copy(_checkpoint(model_path))
+
+
+def checkpoint_header(model_path: str) -> Path:
+    """A local folder with the checkpoint's config and tokenizer, without its weights (what the
+    ingress and the command's early check read)."""
+    from model.checkpoint import CONFIG, TOKENIZER  # torch: only where a checkpoint is read
+
+    return local_copy(_checkpoint(model_path), include=(CONFIG, TOKENIZER))
+
+
+def _checkpoint(model_path: str) -> StoragePath:
+    path = resolve(model_path)
+    if not path.is_dir():
+        raise MissingInput(f"no checkpoint folder at {model_path}")
+    return path
+
+
 # ---- the model deployment ----
 
 class ModelServer:
@@ -102,8 +136,9 @@ class ModelServer:
 
         torch.set_num_threads(max(1, int(settings.cpus_per_replica)))
         device = "cuda" if settings.gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
-        model, _ = load_model(settings.model_path, device=device)
-        self.engine = Engine(model, load_tokenizer(settings.model_path), compile=settings.compile)
+        folder = checkpoint_folder(settings.model_path)
+        model, _ = load_model(folder, device=device)
+        self.engine = Engine(model, load_tokenizer(folder), compile=settings.compile)
         for method in (self._generate_batch, self.embed, self.score):
             method.set_max_batch_size(settings.max_batch_size)
             method.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
@@ -205,8 +240,9 @@ class Api:
         from model.checkpoint import load_config, load_tokenizer
 
         self.model, self.settings = model, settings
-        self.tok = load_tokenizer(settings.model_path)
-        self.window = load_config(settings.model_path).max_seq_len
+        header = checkpoint_header(settings.model_path)
+        self.tok = load_tokenizer(header)
+        self.window = load_config(header).max_seq_len
         self.vocab = self.tok.vocab_size
         self.created = responses.now()
 

@@ -14,13 +14,15 @@ from pathlib import Path
 
 from model.errors import UsageError
 from pipeline.commands.command import Command, Invocation
-from pipeline.commands.model_tools import MODEL
 from pipeline.config import Config, ServeConfig
-from pipeline.options import ConfigFlag
+from pipeline.options import ConfigFlag, PathFlag
 from pipeline.raysession import cluster_address, ensure_ray
 
 API_KEY_ENV = "OWNLM_API_KEY"
 REGISTRY_SCHEME = "models:/"
+MODEL = PathFlag("--model", "model", "checkpoint folder, a checkpoint folder's URI (s3://bucket/prefix/model: each "
+                 "replica downloads it into its node's cache), or models:/NAME@ALIAS, models:/NAME/VERSION "
+                 "(default: <root>/model)", metavar="CKPT")
 
 
 def model_source(inv: Invocation) -> tuple[str, str]:
@@ -71,9 +73,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_model(source: str) -> None:
+    """A missing or broken checkpoint fails here, before Ray starts (a URI's config.json alone is read)."""
     from model.checkpoint import load_config  # torch
+    from pipeline.serve.app import checkpoint_header
 
-    load_config(source)  # a missing or broken checkpoint fails here, before Ray starts
+    load_config(checkpoint_header(source))
 
 
 def serve_command(inv: Invocation) -> int:

@@ -3,7 +3,7 @@ and what cannot work fails first with one line."""
 from __future__ import annotations
 
 from pipeline.cli import COMMANDS, build_parser, invocation, main
-from pipeline.serve.command import served_name, settings_for
+from pipeline.serve.command import _check_model, model_source, served_name, settings_for
 
 
 def test_flags_set_the_serve_section(tmp_path):
@@ -45,3 +45,44 @@ def test_bad_settings_fail_before_ray(tmp_path, capsys, monkeypatch):
     assert "ray start --head" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path / "missing")]) != 0  # no checkpoint: one line, no Ray
     assert "error" in capsys.readouterr().err
+
+
+def test_a_checkpoint_on_s3_loads_as_a_replica_loads_it(tmp_path, s3_server, capsys, monkeypatch):
+    """`serve --model s3://...`: the command's check reads the config alone; the replica's folder is
+    its own cached download of the whole checkpoint, the ingress's holds config and tokenizer only.
+    A URI with no checkpoint fails before Ray, in one line naming it."""
+    import uuid
+
+    import torch
+
+    from model.checkpoint import load_model
+    from pipeline import storage
+    from pipeline.serve.app import build_app, checkpoint_folder, checkpoint_header
+    from tests.evaluation.conftest import build_checkpoint
+    from tests.s3server import BUCKET
+
+    monkeypatch.setenv("OWNLM_CACHE", str(tmp_path / "cache"))
+    ckpt = build_checkpoint(tmp_path / "local")
+    uri = f"s3://{BUCKET}/serve-{uuid.uuid4().hex[:8]}/model"
+    storage.upload_dir(ckpt.path, storage.resolve(uri))
+
+    args = build_parser().parse_args(["serve", "--model", uri])
+    source, named = model_source(invocation(COMMANDS["serve"], args))
+    assert source == uri and served_name(named) == "model"
+    _check_model(source)
+    header = checkpoint_header(source)
+    assert sorted(p.name for p in header.iterdir()) == ["config.json", "tokenizer.json"]
+    folder = checkpoint_folder(source)
+    assert str(tmp_path / "cache") in str(folder) and (folder / "model.safetensors").is_file()
+    model, _ = load_model(folder)
+    for (name, theirs), mine in zip(ckpt.model.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(theirs, mine), name
+    # the replicas get the storage variables, to fetch the checkpoint on any node
+    app = build_app(settings_for(invocation(COMMANDS["serve"], args).cfg.serve, source, named))
+    env = app._bound_deployment.ray_actor_options["runtime_env"]["env_vars"]
+    assert env["AWS_ENDPOINT_URL"] == s3_server
+
+    missing = f"s3://{BUCKET}/no-such-model"
+    assert main(["serve", "--model", missing]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and missing in err[0]
