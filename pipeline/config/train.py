@@ -65,9 +65,9 @@ class TrainConfig(Section):
     """Stop after this many passes over the training data, if that comes before max_steps (the
     learning-rate schedule then spans the shorter run). None: max_steps alone."""
     init_from: str | None = None
-    """A checkpoint folder whose weights start the run instead of random ones (continued pretraining,
-    as `ownlm monitor` retrains the champion): its model config is used as it is, and the tokens must be
-    made with its tokenizer. None: random initial weights from `model`."""
+    """A checkpoint folder or URI (s3://...) whose weights start the run instead of random ones
+    (continued pretraining, as `ownlm monitor` retrains the champion): its model config is used as
+    it is, and the tokens must be made with its tokenizer. None: random initial weights from `model`."""
     seed: int = 0
     """Seeds the initial weights (the same on every worker), the data order and each worker's RNG."""
 

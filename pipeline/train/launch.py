@@ -15,8 +15,8 @@ from model.errors import UserError
 from model.tokenizer import Tokenizer
 from pipeline.config import Config, TrainConfig
 from pipeline.packed import Manifest
-from pipeline.storage import (cache_root, filesystem, is_remote, local_copy, local_output, resolve, rmtree,
-                              worker_env)
+from pipeline.storage import (StoragePath, cache_root, filesystem, is_remote, local_copy, local_output, resolve,
+                              rmtree, worker_env)
 from pipeline.train import failures
 from pipeline.train.checkpoints import export_model
 from pipeline.train.faults import forwarded_env
@@ -39,8 +39,11 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
                          f"{tokenizer_path}: rerun `ownlm tokenize`")
     # The masked family's objective needs <|mask|>'s id: the model config (and so the checkpoint) carries it.
     mcfg = replace(cfg.model.build(vocab_size=tok.vocab_size), mask_id=tok.mask_id)
-    if cfg.train.init_from:
-        mcfg = initial_weights_config(Path(cfg.train.init_from), tok)
+    # A local folder made absolute, or a URI kept as it is: the worker that loads the weights
+    # fetches them itself (parallel.load_weights), on whichever node it runs.
+    init_from = resolve(cfg.train.init_from) if cfg.train.init_from else None
+    if init_from is not None:
+        mcfg = initial_weights_config(init_from, tok)
     if mcfg.family == "masked" and mcfg.mask_id is None:
         raise TrainError(f"{tokenizer_path} has no <|mask|> token, which the masked family needs: retrain the "
                          f"tokenizer (`ownlm tokenizer --force`) and re-tokenize")
@@ -52,21 +55,23 @@ def build_job(cfg: Config, tokens_dir: Path, run_id: str | None) -> TrainJob:
                     else None, run_id=run_id,
                     metadata={"preset": cfg.model.preset, "tokenizer_fingerprint": tok.fingerprint},
                     source_weights={s.name: s.weight for s in cfg.data.sources if s.weight != 1.0},
-                    init_from=str(Path(cfg.train.init_from).resolve()) if cfg.train.init_from else None)
+                    init_from=str(init_from) if init_from is not None else None)
 
 
-def initial_weights_config(path: Path, tok: Tokenizer):
-    """The model config of the checkpoint a run starts from (`train.init_from`), checked against the
-    tokens' tokenizer: continuing on another tokenizer's ids would train on noise."""
+def initial_weights_config(path: StoragePath, tok: Tokenizer):
+    """The model config of the checkpoint a run starts from (`train.init_from`, a folder or a URI),
+    checked against the tokens' tokenizer: continuing on another tokenizer's ids would train on
+    noise. Only its config.json is read here (a remote one through this node's cache)."""
     from model.checkpoint import load_config, read_metadata  # torch
 
     if not (path / "config.json").is_file():
         raise TrainError(f"train.init_from: no checkpoint at {path} (config.json missing)")
-    theirs = read_metadata(path).get("tokenizer_fingerprint")
+    header = local_copy(path, include=("config.json",))
+    theirs = read_metadata(header).get("tokenizer_fingerprint")
     if theirs and theirs != tok.fingerprint:
         raise TrainError(f"train.init_from: {path} was trained with another tokenizer than the tokens' one: "
                          "tokenize with the checkpoint's own tokenizer")
-    return load_config(path)
+    return load_config(header)
 
 
 def run_train(cfg: Config, tokens_dir: Path, output_dir: Path, storage_dir: Path, run_name: str,

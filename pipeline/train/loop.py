@@ -56,7 +56,8 @@ class TrainJob:
     source_weights: dict = field(default_factory=dict)
     """Mixture weight per source name (`data.sources[].weight`), applied by the loader."""
     init_from: str | None = None
-    """A checkpoint folder whose weights replace the random initial ones (`train.init_from`)."""
+    """A checkpoint folder or URI whose weights replace the random initial ones (`train.init_from`),
+    loaded by the worker that needs them through its own node's cache (storage.local_copy)."""
     init_checkpoint: str | None = None
     """A checkpoint folder to start from (weights, optimizer, progress) when Ray Train has none of
     its own: a Tune trial exploited by population-based training starts from the better trial's."""

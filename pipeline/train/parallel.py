@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from model.checkpoint import load_model
+from pipeline.storage import local_copy
 
 
 def compute_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -114,13 +115,14 @@ def load_weights(model: nn.Module, path, *, rank: int) -> None:
 
     Under FSDP2 rank 0 alone reads the file and set_model_state_dict broadcasts it one tensor at
     a time, each rank keeping its shard: the whole state dict is never on every rank. Under DDP
-    every worker holds the whole model anyway and reads the file itself."""
+    every worker holds the whole model anyway and reads the file itself. `path` may be a URI: the
+    worker that reads it downloads it into its own node's cache (storage.local_copy)."""
     if not is_sharded(model):
-        unwrap(model).load_state_dict(load_model(path)[0].state_dict())
+        unwrap(model).load_state_dict(load_model(local_copy(path))[0].state_dict())
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    full = load_model(path)[0].state_dict() if rank == 0 else {}
+    full = load_model(local_copy(path))[0].state_dict() if rank == 0 else {}
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
 

@@ -121,3 +121,27 @@ def test_a_rerun_on_s3_skips_every_stage_from_its_records(both):
     _, remote = both
     again = run_pipeline(remote["cfg"], only=STAGES)
     assert again["ran"] == []
+
+
+def test_training_starts_from_a_checkpoint_on_s3(both, tmp_path):
+    """train.init_from as an s3:// URI: the driver reads only its config.json, the worker fetches
+    the weights into its own cache. With a learning rate of 1e-12 one step leaves them as they were,
+    which random initial weights would not be."""
+    from safetensors.torch import load_file
+    from torch.testing import assert_close
+
+    from pipeline.train.launch import run_train
+
+    _, remote = both
+    model_uri = str(remote["layout"].model)
+    assert model_uri.startswith("s3://")
+    cfg = remote["cfg"].model_copy(update={"train": remote["cfg"].train.model_copy(update={
+        "init_from": model_uri, "max_steps": 1, "lr": 1e-12, "warmup_steps": 0, "eval_every": 1,
+        "checkpoint_every": 1, "storage_path": None})})
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
+    run_train(cfg, remote["layout"].tokens, tmp_path / "model", tmp_path / "runs", run_name="init-from-s3")
+    before = load_file(storage.local_copy(remote["layout"].model) / "model.safetensors")
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    assert before.keys() == after.keys()
+    for name in before:
+        assert_close(after[name], before[name], rtol=0, atol=1e-6)
