@@ -241,6 +241,26 @@ def filesystem(path: StoragePath | str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(path)
 
 
+def glob(pattern: str) -> list[StoragePath]:
+    """The files and folders a glob names, local (`glob.glob`, `**` recursive) or at a URI
+    (s3://bucket/inbox/*.jsonl: the folder before the first wildcard is listed and its entries
+    matched, `*` spanning folders as `RemotePath.glob` does); sorted by name."""
+    import glob as _glob
+
+    if not is_remote(pattern):
+        text = pattern.removeprefix("file://") if pattern.startswith("file://") else os.path.expanduser(pattern)
+        return sorted((Path(p).resolve() for p in _glob.glob(text, recursive=True)), key=str)
+    scheme, rest = pattern.split("://", 1)
+    parts = rest.split("/")
+    first = next((i for i, part in enumerate(parts) if _glob.has_magic(part)), len(parts))
+    if first == 0:
+        raise ValueError(f"{pattern}: a wildcard in the bucket name cannot be listed; put it after the bucket")
+    base = resolve(f"{scheme}://{'/'.join(parts[:first])}")
+    if first == len(parts):
+        return [base] if base.exists() else []
+    return sorted(base.glob("/".join(parts[first:])), key=str)
+
+
 def exists(path: StoragePath | str) -> bool:
     return resolve(path).exists()
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from pipeline.monitor.alert import alert
 from pipeline.monitor.drift import new_data_losses
 from pipeline.monitor.history import write_history
 from pipeline.monitor.retrain import curate_new, cycle_config, cycle_layout, retrain
+from pipeline import storage
 from pipeline.monitor.state import MonitorState, watched_files
 from pipeline.registry.gate import judge
 from pipeline.registry.promote import GATE_FILE, evaluate_version
 from pipeline.registry.reference import REFERENCE_FILE
+from pipeline.storage import StoragePath
 from pipeline.tokenize.curated import TokenizeError, curated_rows, curated_files, iter_texts
 from pipeline.tracking import Tracker
 from pipeline.tracking.registry import CHAMPION, Registry, Version
@@ -33,7 +36,8 @@ from pipeline.tracking.registry import CHAMPION, Registry, Version
 CHECKS_FILE = "checks.jsonl"
 
 
-def monitor_dir(layout: Layout) -> Path:
+def monitor_dir(layout: Layout) -> StoragePath:
+    """`<root>/monitor`: a local folder or one on the root's store (state, checks, history, cycles)."""
     return layout.root / "monitor"
 
 
@@ -44,12 +48,30 @@ def monitoring_config(cfg: Config) -> Config:
                                                                                "uri": cfg.tracking_uri})})
 
 
-def promotion_files(registry: Registry, champion: Version, folder: Path) -> tuple[dict | None, dict | None]:
-    """(the gate's decision at the champion's promotion, its drift reference), from the promotion run."""
+def promotion_files(registry: Registry, champion: Version, folder: StoragePath) -> tuple[dict | None, dict | None]:
+    """(the gate's decision at the champion's promotion, its drift reference), from the promotion run,
+    kept in `folder`. MLflow downloads into local folders only: under a remote root they are
+    downloaded into a temporary one and copied to `folder`."""
     run_id = champion.tags.get("ownlm.promote_run_id")
     if not run_id:
         return None, None
-    return registry.run_json(run_id, GATE_FILE, folder), registry.run_json(run_id, REFERENCE_FILE, folder)
+    if isinstance(folder, Path):
+        return registry.run_json(run_id, GATE_FILE, folder), registry.run_json(run_id, REFERENCE_FILE, folder)
+    with tempfile.TemporaryDirectory(prefix="ownlm-promotion-") as tmp:
+        found = registry.run_json(run_id, GATE_FILE, Path(tmp)), registry.run_json(run_id, REFERENCE_FILE, Path(tmp))
+        for name, data in zip((GATE_FILE, REFERENCE_FILE), found, strict=True):
+            if data is not None:
+                storage.write_text(folder / name, json.dumps(data, indent=2))
+    return found
+
+
+def champion_source(champion_dir: Path, work: StoragePath) -> StoragePath:
+    """Where the retraining cycle reads the champion's weights and tokenizer: its registry copy on
+    this machine under a local root; under a remote root a copy in the cycle's folder on the store,
+    which Ray Train's workers and Ray Data's tokenizers on other nodes fetch themselves."""
+    if isinstance(work, Path):
+        return champion_dir
+    return storage.upload_dir(champion_dir, work / "champion")
 
 
 def run_cycle(cfg: Config, layout: Layout) -> dict:
@@ -79,8 +101,9 @@ def run_cycle(cfg: Config, layout: Layout) -> dict:
               "new_files": len(new), "new_docs": 0, "drift": None, "regressions": regressions, "action": "none"}
     rcfg, cycle = None, None
     if new:
-        rcfg = cycle_config(cfg, work, new, champion_dir)
-        cycle = cycle_layout(rcfg, champion_dir)
+        source = champion_source(champion_dir, work)
+        rcfg = cycle_config(cfg, work, new, source)
+        cycle = cycle_layout(rcfg, source)
         curated = curate_new(rcfg, cycle)
         texts = _curated_texts(curated)
         record["new_docs"] = len(texts)
@@ -110,7 +133,7 @@ def run_cycle(cfg: Config, layout: Layout) -> dict:
     return record
 
 
-def _curated_texts(curated: Path) -> list[str]:
+def _curated_texts(curated: StoragePath) -> list[str]:
     try:
         files = curated_files(curated)
     except TokenizeError:  # every new document was rejected: nothing to test
@@ -118,13 +141,20 @@ def _curated_texts(curated: Path) -> list[str]:
     return list(iter_texts(curated)) if curated_rows(files) else []
 
 
-def finish(cfg: Config, layout: Layout, record: dict, state: MonitorState, seen: list[Path]) -> None:
+def append_check(path: StoragePath, record: dict) -> None:
+    """One line more in checks.jsonl. Object stores cannot append: the file is rewritten whole (one
+    line a cycle keeps it small), locally as well, so that a crash never leaves half a line."""
+    before = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if before and not before.endswith("\n"):
+        before += "\n"
+    storage.write_text(path, before + json.dumps(record, default=str) + "\n")
+
+
+def finish(cfg: Config, layout: Layout, record: dict, state: MonitorState, seen: list[StoragePath]) -> None:
     """The cycle's MLflow run (metrics by cycle, the drift statistics, the decision), its line in
     checks.jsonl, the history plots, and the watched files marked seen."""
     folder = monitor_dir(layout)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / CHECKS_FILE).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    append_check(folder / CHECKS_FILE, record)
     paths = write_history(folder / CHECKS_FILE, folder)
     tracker = Tracker(monitoring_config(cfg))
     tags = {"ownlm.monitor.action": record["action"], "ownlm.champion_version": str(record["champion"])}

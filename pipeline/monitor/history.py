@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
-from pathlib import Path
 
-from model.atomic import write_text
+from pipeline import storage
+from pipeline.storage import StoragePath
 
 MAX_PANELS = 12
 """Metrics plotted (the gated and headline ones come first); the HTML table has them all."""
 
 
-def read_checks(path: Path) -> list[dict]:
+def read_checks(path: StoragePath) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -33,8 +34,9 @@ def series(checks: list[dict]) -> dict[str, list[tuple[int, float, int]]]:
     return out
 
 
-def write_history(checks_path: Path, folder: Path) -> list[Path]:
-    """Write history.png and history.html from checks.jsonl; returns the paths written."""
+def write_history(checks_path: StoragePath, folder: StoragePath) -> list[StoragePath]:
+    """Write history.png and history.html from checks.jsonl (local or on a store, each file written
+    whole); returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -62,12 +64,12 @@ def write_history(checks_path: Path, folder: Path) -> list[Path]:
         ax.axis("off")
     fig.suptitle("ownlm monitor: metrics by cycle (dashed: a promotion)")
     fig.tight_layout()
-    png = folder / "history.png"
-    folder.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=80)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=80)
     plt.close(fig)
-    page = folder / "history.html"
-    write_text(page, _page(checks, sorted(data), base64.b64encode(png.read_bytes()).decode()))
+    png = storage.write_bytes(folder / "history.png", image.getvalue())
+    page = storage.write_text(folder / "history.html",
+                              _page(checks, sorted(data), base64.b64encode(image.getvalue()).decode()))
     return [png, page]
 
 

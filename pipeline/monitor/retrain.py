@@ -10,8 +10,6 @@ submitted as one Ray Job.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.config import Config
 from pipeline.curate.stage import input_sources
 from pipeline.layout import Layout
@@ -20,13 +18,15 @@ from pipeline.registry.promote import Decision, promote
 from pipeline.registry.stage import register_checkpoint
 from pipeline.run import run_pipeline
 from pipeline.stages import layout_for
+from pipeline.storage import StoragePath
 from pipeline.tracking import Tracker
 from pipeline.tracking.registry import CHALLENGER, Registry, Version
 
 
-def cycle_config(cfg: Config, work: Path, files: list[Path], champion_dir: Path) -> Config:
+def cycle_config(cfg: Config, work: StoragePath, files: list[StoragePath], champion_dir: StoragePath) -> Config:
     """The project's config, rooted in the cycle's folder, reading only the new files and starting
-    training from the champion (the MLflow store stays the project's)."""
+    training from the champion (the MLflow store stays the project's). Each may be a local path or
+    a URI (train.init_from and the sources then are URIs the workers fetch themselves)."""
     raw = cfg.model_dump(mode="json")
     raw["storage"]["root"] = str(work)
     raw["tracking"]["uri"] = cfg.tracking_uri
@@ -37,12 +37,12 @@ def cycle_config(cfg: Config, work: Path, files: list[Path], champion_dir: Path)
     return Config.model_validate(raw)
 
 
-def cycle_layout(rcfg: Config, champion_dir: Path) -> Layout:
+def cycle_layout(rcfg: Config, champion_dir: StoragePath) -> Layout:
     """The cycle's layout, its tokenizer the champion's own (the checkpoint folder holds tokenizer.json)."""
     return layout_for(rcfg.root).with_paths(tokenizer=champion_dir)
 
 
-def curate_new(rcfg: Config, layout: Layout) -> Path:
+def curate_new(rcfg: Config, layout: Layout) -> StoragePath:
     run_pipeline(rcfg, only=["curate"], layout=layout)
     return layout.curated
 

@@ -79,3 +79,25 @@ def test_a_cycle_with_new_files_retrains_and_records_what_it_did(project):
     again = checks(project)[-1]
     assert again["new_files"] == 0 and again["drift"] is None and again["action"] in ("none", "alert")
     assert code == (3 if again["alert"] else 0)
+
+
+def test_a_cycle_under_an_s3_root_keeps_its_records_in_the_bucket(project, s3_server):
+    """`ownlm monitor --once --root s3://...` (the project's MLflow store, its tokens, a watched glob
+    on S3 that nothing matches yet): the cycle evaluates the champion and writes its state, checks
+    and history in the bucket."""
+    import uuid
+
+    from pipeline import storage
+    from tests.s3server import BUCKET
+
+    root = f"s3://{BUCKET}/monitor-{uuid.uuid4().hex[:8]}"
+    sets = [x for s in SETTINGS for x in ("--set", s)]
+    code = main(["monitor", "--once", "--config", "debug", "--root", root, *sets,
+                 "--set", f"tracking.uri=sqlite:///{project['root'] / 'mlflow.db'}",
+                 "--data", str(project["root"] / "tokens"), "--watch", f"{root}/inbox/*.jsonl"])
+    folder = storage.resolve(root) / "monitor"
+    line = json.loads((folder / "checks.jsonl").read_text().splitlines()[-1])
+    assert code == (3 if line["alert"] else 0)
+    assert line["new_files"] == 0 and "eval/perplexity" in line["metrics"]
+    assert json.loads((folder / "state.json").read_text())["cycles"] == 1
+    assert (folder / "history.png").is_file() and (folder / "history.html").is_file()

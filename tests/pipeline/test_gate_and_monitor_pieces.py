@@ -104,3 +104,53 @@ def test_the_webhook_gets_the_check_as_json_and_a_failing_one_is_not_fatal(capsy
     # nothing listens there now: logged, not raised
     assert alert(RECORD, f"http://127.0.0.1:{server.server_port}/hook") is False
     assert "webhook" in capsys.readouterr().err
+
+
+def test_the_monitor_state_checks_and_history_live_on_s3(s3_server, tmp_path):
+    """Under an s3:// root: watched folders and globs at URIs are listed through the store, state.json,
+    checks.jsonl (rewritten whole, S3 cannot append) and the history plots are written in the bucket,
+    and the champion's copy for a retraining cycle is put where remote workers can fetch it."""
+    import uuid
+
+    from pipeline import storage
+    from pipeline.monitor.cycle import append_check, champion_source
+    from pipeline.monitor.history import read_checks, write_history
+    from tests.s3server import BUCKET
+
+    base = storage.resolve(f"s3://{BUCKET}/monitor-{uuid.uuid4().hex[:8]}")
+    inbox = base / "inbox"
+    storage.write_text(inbox / "a.jsonl", "{}\n")
+    storage.write_text(inbox / "sub" / "b.txt", "x\n")
+    assert [str(f) for f in watched_files([str(inbox)])] == [str(inbox / "a.jsonl"), str(inbox / "sub" / "b.txt")]
+    assert watched_files([f"{inbox}/*.jsonl", f"{base}/later-*.jsonl"]) == [inbox / "a.jsonl"]
+    with pytest.raises(UsageError, match=f"{base}/missing does not exist"):
+        watched_files([f"{base}/missing"])
+    with pytest.raises(UsageError, match="bucket name"):
+        watched_files(["s3://ownlm-*/x"])
+
+    folder = base / "root" / "monitor"
+    state = MonitorState.load(folder)
+    files = watched_files([str(inbox)])
+    assert state.new_files(files) == files
+    state.cycles += 1
+    state.mark_seen(files)
+    state.save()
+    again = MonitorState.load(folder)
+    assert again.cycles == 1 and again.new_files(watched_files([str(inbox)])) == []
+    storage.write_text(inbox / "a.jsonl", '{"changed": 1}\n')
+    assert again.new_files(watched_files([str(inbox)])) == [inbox / "a.jsonl"]
+
+    for n, loss in ((1, 3.0), (2, 2.5)):
+        append_check(folder / "checks.jsonl", {"time": "t", "champion": n, "action": "none",
+                                               "metrics": {"eval/perplexity": loss}})
+    assert [c["champion"] for c in read_checks(folder / "checks.jsonl")] == [1, 2]
+    png, page = write_history(folder / "checks.jsonl", folder)
+    assert png == folder / "history.png" and png.read_bytes().startswith(b"\x89PNG")
+    assert "<table>" in page.read_text()
+
+    local = tmp_path / "champion"
+    local.mkdir()
+    (local / "config.json").write_text("{}")
+    assert champion_source(local, tmp_path / "cycle") == local  # a local root reads the registry's copy
+    remote = champion_source(local, base / "root" / "monitor" / "cycles" / "00001")
+    assert isinstance(remote, storage.RemotePath) and (remote / "config.json").read_text() == "{}"
