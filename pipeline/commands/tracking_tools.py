@@ -21,6 +21,7 @@ from pathlib import Path
 
 from model.errors import UsageError, UserError
 from pipeline.commands.command import Command, Invocation
+from pipeline.storage import is_remote, resolve
 from pipeline.tracking.server import (
     ADMIN_PASSWORD_ENV,
     ADMIN_USERNAME_ENV,
@@ -34,20 +35,34 @@ from pipeline.tracking.server import (
 
 
 def server_folder(storage_root: str) -> Path:
-    """`<root>/tracking-server`; a root on an object store cannot hold a SQLite file, so then
-    ~/.ownlm/tracking-server (give --backend-store-uri for a database every machine reaches)."""
-    if "://" in storage_root and not storage_root.startswith("file://"):
+    """`<root>/tracking-server`; a root on an object store cannot hold a SQLite file (nor the auth
+    files), so then ~/.ownlm/tracking-server on this machine (give --backend-store-uri for a
+    database every machine reaches)."""
+    if is_remote(storage_root):
         return Path.home() / ".ownlm" / "tracking-server"
-    return Path(storage_root.removeprefix("file://")).expanduser().resolve() / "tracking-server"
+    return resolve(storage_root) / "tracking-server"
+
+
+def default_artifacts(storage_root: str) -> str | None:
+    """Where artifacts go without --artifacts-destination: under a remote root
+    `<root>/tracking-server/artifacts` on the store (MLflow writes s3://, gs://... itself); under a
+    local one None, ServerSettings' `<root>/tracking-server/artifacts`."""
+    return f"{resolve(storage_root)}/tracking-server/artifacts" if is_remote(storage_root) else None
 
 
 def tracking_server_command(inv: Invocation) -> int:
     args = inv.args
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: give a port between 1 and 65535")
-    settings = ServerSettings(folder=server_folder(inv.cfg.storage.root), host=args.host, port=args.port,
+    root = inv.cfg.storage.root
+    settings = ServerSettings(folder=server_folder(root), host=args.host, port=args.port,
                               backend_store_uri=args.backend_store_uri,
-                              artifacts_destination=args.artifacts_destination, auth=args.auth, workers=args.workers)
+                              artifacts_destination=args.artifacts_destination or default_artifacts(root),
+                              auth=args.auth, workers=args.workers)
+    if is_remote(root) and not args.backend_store_uri:
+        print(f"ownlm: the storage root {root} is on an object store, which cannot hold SQLite: the run store is "
+              f"{settings.store_uri} on this machine (pass --backend-store-uri postgresql://... for a database "
+              f"that outlives it); artifacts go to {settings.artifacts_uri}", flush=True)
     env = server_environment(settings)
     # Its own process group: `mlflow server` starts uvicorn workers and leaves them running when it
     # is killed alone, so every exit path below ends the whole group.
@@ -119,15 +134,19 @@ def _check_admin_login(url: str, username: str, password: str) -> None:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
+    # The server is the tracking store: its own config logs nowhere, so a root on an object store
+    # (which cannot hold the SQLite default) needs no tracking.uri for it. A user's --set comes after.
+    p.set_defaults(overrides=["tracking.enabled=false"])
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 for other machines, then with --auth)")
     p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     p.add_argument("--backend-store-uri", metavar="URI",
                    help="run store: any database URI MLflow takes (postgresql://..., sqlite:///...); default "
-                        "SQLite in <root>/tracking-server/mlflow.db")
+                        "SQLite in <root>/tracking-server/mlflow.db, or with a root on an object store (s3://...) "
+                        "in ~/.ownlm/tracking-server/mlflow.db on this machine")
     p.add_argument("--artifacts-destination", metavar="URI",
                    help="where the proxied artifacts go (s3://bucket/prefix, a folder); default "
-                        "<root>/tracking-server/artifacts")
+                        "<root>/tracking-server/artifacts (on the store, for a root on one)")
     p.add_argument("--auth", action="store_true",
                    help=f"MLflow's basic-auth app; the admin password comes from {ADMIN_PASSWORD_ENV} "
                         f"(user name: {ADMIN_USERNAME_ENV}, default admin)")
@@ -139,7 +158,9 @@ TRACKING_SERVER = Command(
     name="tracking-server", help="an MLflow tracking server for a cluster (artifacts proxied, optional basic auth)",
     run=tracking_server_command, arguments=_arguments,
     description="Run MLflow's tracking server until Ctrl-C: runs in SQLite under the storage root (or any "
-                "--backend-store-uri), artifacts proxied through the server (--serve-artifacts) so that remote "
+                "--backend-store-uri; a root on an object store cannot hold SQLite, so then in "
+                "~/.ownlm/tracking-server on this machine, with the artifacts still under the root), artifacts "
+                "proxied through the server (--serve-artifacts) so that remote "
                 "workers need no shared disk, bound to 127.0.0.1 unless --host says otherwise. Commands log to "
                 f"it with --set tracking.uri=http://HOST:PORT; with --auth they need {CLIENT_USERNAME_ENV} and "
                 f"{CLIENT_PASSWORD_ENV}.",

@@ -27,11 +27,13 @@ PASSWORD = "a-test-admin-password-7f3c"
 class TrackingServer:
     """`ownlm tracking-server` in a subprocess (its own process group, ended whole)."""
 
-    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(self, root: Path | str, *extra: str, env: dict[str, str] | None = None, log_dir: Path | None = None):
+        """root: a folder (the log goes there too), or a URI with log_dir for the log."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        root.mkdir(parents=True, exist_ok=True)
-        self.log = root / f"server-{self.port}.log"
+        log_dir = log_dir or root
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log_dir / f"server-{self.port}.log"
         cmd = [sys.executable, "-m", "pipeline.cli", "tracking-server", "--root", str(root), "--port", str(self.port),
                "--workers", "1", *extra]
         with open(self.log, "w") as out:
@@ -116,3 +118,32 @@ def test_a_stage_pointed_at_a_stopped_server_fails_before_any_work(tmp_path):
     assert "not reachable" in lines[0] and "ownlm tracking-server" in lines[0]
     assert "== " not in out.stdout  # no stage started
     assert not (tmp_path / "curated").exists() and not (tmp_path / "state").exists()
+
+
+def test_under_an_s3_root_runs_stay_in_local_sqlite_and_artifacts_go_to_the_bucket(tmp_path, s3_server):
+    """`ownlm tracking-server --root s3://...` without --backend-store-uri: SQLite cannot live on S3, so
+    the run store is ~/.ownlm/tracking-server/mlflow.db on this machine (said at start), and the
+    proxied artifacts land under <root>/tracking-server/artifacts in the bucket."""
+    import uuid
+
+    from mlflow import MlflowClient
+
+    from pipeline import storage
+    from tests.s3server import BUCKET
+
+    root = f"s3://{BUCKET}/tracking-{uuid.uuid4().hex[:8]}"
+    server = TrackingServer(root, env={"HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": ""}, log_dir=tmp_path)
+    try:
+        client = MlflowClient(server.url)
+        run = client.create_run(client.create_experiment("s3-root"))
+        (tmp_path / "report.json").write_text('{"kept": 3}')
+        client.log_artifact(run.info.run_id, str(tmp_path / "report.json"), "curate")
+        client.set_terminated(run.info.run_id)
+        assert [f.path for f in client.list_artifacts(run.info.run_id, "curate")] == ["curate/report.json"]
+    finally:
+        server.stop()
+    stored = [p for p in storage.resolve(f"{root}/tracking-server/artifacts").rglob("*") if p.name == "report.json"]
+    assert len(stored) == 1 and stored[0].read_text() == '{"kept": 3}'
+    assert (tmp_path / "home" / ".ownlm" / "tracking-server" / "mlflow.db").is_file()
+    log = server.log.read_text()
+    assert "cannot hold SQLite" in log and "--backend-store-uri" in log

@@ -7,7 +7,7 @@ import pytest
 
 from model.errors import UsageError
 from pipeline.cli import main
-from pipeline.commands.tracking_tools import server_folder
+from pipeline.commands.tracking_tools import default_artifacts, server_folder
 from pipeline.tracking.server import ServerSettings, server_command, server_environment
 
 
@@ -52,6 +52,9 @@ def test_the_command_refuses_auth_without_a_password_in_one_line(tmp_path, monke
 def test_an_object_store_root_keeps_the_server_files_in_the_home_folder(tmp_path):
     assert server_folder(str(tmp_path)) == tmp_path / "tracking-server"
     assert server_folder("s3://bucket/ownlm").parts[-2:] == (".ownlm", "tracking-server")
+    # the artifacts stay under the root: on the store for a remote one, the server's folder for a local one
+    assert default_artifacts("s3://bucket/ownlm") == "s3://bucket/ownlm/tracking-server/artifacts"
+    assert default_artifacts(str(tmp_path)) is None
 
 
 
