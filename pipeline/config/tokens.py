@@ -23,7 +23,11 @@ class TokenizeConfig(Section):
     val_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     """Share of documents, chosen by a hash of their id, held out for validation."""
     batch_size: int = Field(default=256, ge=1)
-    """Documents per tokenizer call and per packed shard (of each split and source)."""
+    """Documents per tokenizer call and per packed shard (of each split and source), at most."""
+    batch_mb: float = Field(default=1.0, gt=0)
+    """Text per batch, about: files of long documents get fewer than batch_size per batch (the
+    estimate is per file, from the text column's size in its Parquet footer). This bounds the
+    memory of one tokenizer call and keeps batches small enough to share out among the tasks."""
     concurrency: int = Field(default=2, ge=1)
     """Tokenize tasks running at once, one CPU and one tokenizer thread each."""
 

@@ -124,15 +124,15 @@ def cached_tokenizer(path: StoragePath) -> Tokenizer:
 
 
 def tokenize_task(task: dict, *, fs, tokenizer_path: StoragePath, out_dir: StoragePath, seq_len: int,
-                  val_fraction: float, batch_size: int) -> list[dict]:
+                  val_fraction: float) -> list[dict]:
     """A Ray Data task: batches task["first"]..task["stop"]-1 of one curated file, read from the
     file itself, tokenized and packed; one result per (batch, split, source)."""
     shard = task_shard(task)
     reader = RowReader(fs, shard)
     packer = BatchPacker(cached_tokenizer(tokenizer_path), out_dir, seq_len, val_fraction)
-    results = []
+    results, size = [], int(task["batch_rows"])
     for b in range(task["first"], task["stop"]):
-        results += packer(reader.rows(b * batch_size, min(shard.rows, (b + 1) * batch_size)))
+        results += packer(reader.rows(b * size, min(shard.rows, (b + 1) * size)))
     return results
 
 
@@ -167,13 +167,14 @@ def _pack_into(tmp: StoragePath, files: list[StoragePath], tokenizer_path: Stora
     tok = cached_tokenizer(tokenizer_path)
     fs, paths = on_one_filesystem(files)
     shards = read_footers(fs, paths)
-    tasks = plan_tasks(shards, cfg.batch_size, cfg.concurrency)
+    tasks = plan_tasks(shards, cfg.batch_size, cfg.concurrency, batch_bytes=int(cfg.batch_mb * 1e6))
     packed = ray.data.from_items(tasks, override_num_blocks=len(tasks)).flat_map(
         tokenize_task,
         # Path objects, not strings: a remote one carries its filesystem (and credentials) to the tasks.
         fn_kwargs=dict(fs=fs, tokenizer_path=tokenizer_path, out_dir=tmp, seq_len=cfg.seq_len,
-                       val_fraction=cfg.val_fraction, batch_size=cfg.batch_size),
-        num_cpus=1, compute=ray.data.TaskPoolStrategy(size=cfg.concurrency))
+                       val_fraction=cfg.val_fraction),
+        # (never more slots than tasks: Ray Data warns of a limit it cannot reach)
+        num_cpus=1, compute=ray.data.TaskPoolStrategy(size=max(1, min(cfg.concurrency, len(tasks)))))
     # Ray Data's memory backpressure is for blocks of data; these tasks return a few KB of counts
     # and tails. With it on, two policies left one of two slots idle for a third of a run
     # (bench/RESULTS.md): the per-operator reservation starts one task and waits for it to finish

@@ -4,12 +4,13 @@ Ray Data's `read_parquet` lists the files in a task, reads their footers in acto
 every read, and ships the text as blocks through the object store to the tokenizers: on a small
 machine that is seconds of fixed cost per run before the first token (measured in
 bench/RESULTS.md), and a copy of the corpus. The tokenizer needs none of it: the driver reads the
-footers once (row counts and row-group sizes, a few KB per file, on threads), cuts every file into
-batches of `batch_size` rows, and gives each task a run of consecutive batches of one file; the
-task reads its rows straight from the file.
+footers once (row counts and sizes, a few KB per file, on threads), cuts every file into
+batches, and gives each task a run of consecutive batches of one file; the task reads its rows
+straight from the file.
 
-Batches are fixed by the files and `batch_size` alone, never by how many tasks run or which
-finishes first, so the same corpus always packs into the same shards.
+A batch is at most `batch_size` rows and about `batch_bytes` of text, the size estimated per file
+from its footer. Batches are fixed by the files and those two settings alone, never by how many
+tasks run or which finishes first, so the same corpus always packs into the same shards.
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ import pyarrow.parquet as pq
 
 COLUMNS = ["id", "text", "source"]
 
-TASKS_PER_SLOT = 8
-"""Tasks per concurrently running task, at least: with a run cut into many similar tasks, the
-last one to finish leaves the other slots idle for a small share of the run."""
+GUIDED_FACTOR = 2
+"""Each task takes this fraction, 1 / (GUIDED_FACTOR x concurrency), of the batches not yet
+planned (guided self-scheduling, Polychronopoulos and Kuck 1987): tasks shrink toward the end
+of a run, so few tasks pay Ray's scheduling gap between tasks and the last ones finish together."""
 MAX_BATCHES_PER_TASK = 64
 """A task's output reaches the driver when it ends: long tasks make progress lumpy and a retry
 costly."""
@@ -38,6 +40,13 @@ class ShardRows:
     path: str
     rows: int
     group_starts: tuple[int, ...]  # first row of each row group, ascending
+    text_bytes: int = 0  # the text column's uncompressed size in the footer (0: unknown)
+
+    def batch_rows(self, batch_size: int, batch_bytes: int | None) -> int:
+        """Rows per batch in this file: batch_size, fewer where its documents are long."""
+        if not batch_bytes or not self.text_bytes or not self.rows:
+            return batch_size
+        return max(1, min(batch_size, batch_bytes * self.rows // self.text_bytes))
 
     def groups_for(self, start: int, stop: int) -> range:
         """The row groups holding rows [start, stop)."""
@@ -52,26 +61,41 @@ def read_footers(fs: pafs.FileSystem, paths: list[str], threads: int = 16) -> li
     On threads: a footer read is a round trip, which is what dominates on an object store."""
     def footer(path: str) -> ShardRows:
         meta = pq.ParquetFile(path, filesystem=fs).metadata
-        starts, at = [], 0
+        names = meta.schema.names
+        text = names.index("text") if "text" in names else None
+        starts, at, text_bytes = [], 0, 0
         for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
             starts.append(at)
-            at += meta.row_group(g).num_rows
-        return ShardRows(path, meta.num_rows, tuple(starts))
+            at += group.num_rows
+            if text is not None:
+                text_bytes += group.column(text).total_uncompressed_size
+        return ShardRows(path, meta.num_rows, tuple(starts), text_bytes)
 
     with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
         return list(pool.map(footer, paths))
 
 
-def plan_tasks(shards: list[ShardRows], batch_size: int, concurrency: int) -> list[dict]:
-    """Tasks as `{"path", "rows", "group_starts", "first", "stop"}`: batches first..stop-1 of one
-    shard (batch k holds its rows [k * batch_size, (k + 1) * batch_size)). Each task gets the same
-    number of batches, as many as leave at least TASKS_PER_SLOT tasks per slot; a file's last
-    task may have fewer."""
-    batches = [-(-s.rows // batch_size) for s in shards]
-    per_task = max(1, min(MAX_BATCHES_PER_TASK, sum(batches) // (TASKS_PER_SLOT * concurrency)))
-    return [{"path": s.path, "rows": s.rows, "group_starts": list(s.group_starts), "first": b,
-             "stop": min(n, b + per_task)}
-            for s, n in zip(shards, batches) for b in range(0, n, per_task)]
+def plan_tasks(shards: list[ShardRows], batch_size: int, concurrency: int,
+               batch_bytes: int | None = None) -> list[dict]:
+    """Tasks as `{"path", "rows", "group_starts", "batch_rows", "first", "stop"}`: batches
+    first..stop-1 of one shard, batch k holding its rows [k * batch_rows, (k + 1) * batch_rows).
+
+    Which rows make a batch depends on the shard, batch_size and batch_bytes only. How batches
+    group into tasks depends on the concurrency too: guided self-scheduling (GUIDED_FACTOR) over
+    the files in order, a task never crossing a file's end."""
+    per_file = [(s, s.batch_rows(batch_size, batch_bytes)) for s in shards]
+    remaining = sum(-(-s.rows // r) for s, r in per_file)
+    tasks = []
+    for s, r in per_file:
+        n, b = -(-s.rows // r), 0
+        while b < n:
+            take = max(1, min(MAX_BATCHES_PER_TASK, -(-remaining // (GUIDED_FACTOR * concurrency)), n - b))
+            tasks.append({"path": s.path, "rows": s.rows, "group_starts": list(s.group_starts), "batch_rows": r,
+                          "first": b, "stop": b + take})
+            b += take
+            remaining -= take
+    return tasks
 
 
 def task_shard(task: dict) -> ShardRows:

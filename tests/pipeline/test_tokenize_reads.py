@@ -3,11 +3,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.tokenize.reads import TASKS_PER_SLOT, RowReader, plan_tasks, read_footers, task_shard
+from pipeline.tokenize.reads import GUIDED_FACTOR, RowReader, plan_tasks, read_footers, task_shard
 
 
-def write(path, n, row_group_size):
-    table = pa.table({"id": [f"{path.stem}-{i}" for i in range(n)], "text": [f"text {i}" for i in range(n)],
+def write(path, n, row_group_size, text_len=None):
+    texts = [f"text {i}".ljust(text_len or 0, "x") for i in range(n)]
+    table = pa.table({"id": [f"{path.stem}-{i}" for i in range(n)], "text": texts,
                       "source": ["s"] * n, "kind": ["web"] * n})
     pq.write_table(table, path, row_group_size=row_group_size)
     return str(path)
@@ -25,6 +26,11 @@ def test_footers_give_rows_and_row_group_starts(tmp_path):
     assert list(shards[0].groups_for(4, 8)) == [1]
 
 
+def batch_bounds(tasks):
+    return [(t["path"], b * t["batch_rows"], min(t["rows"], (b + 1) * t["batch_rows"]))
+            for t in tasks for b in range(t["first"], t["stop"])]
+
+
 def test_every_batch_is_in_exactly_one_task_whatever_the_concurrency(tmp_path):
     fs = pafs.LocalFileSystem()
     shards = read_footers(fs, [write(tmp_path / f"{k}.parquet", n, 50) for k, n in enumerate([1000, 3, 0, 257])])
@@ -32,10 +38,26 @@ def test_every_batch_is_in_exactly_one_task_whatever_the_concurrency(tmp_path):
     for concurrency in (1, 2, 7, 64):
         tasks = plan_tasks(shards, batch_size=10, concurrency=concurrency)
         assert batches_of(tasks) == expected  # the same batches, in file order
-        assert len(tasks) >= min(len(expected), TASKS_PER_SLOT * concurrency)
-    # many slots: one batch per task; one slot: runs of batches
+        # guided self-scheduling: each task takes its share of what is left, so the last ones are single batches
+        left = len(expected)
+        for t in tasks:
+            assert t["stop"] - t["first"] <= max(1, -(-left // (GUIDED_FACTOR * concurrency)))
+            left -= t["stop"] - t["first"]
+        assert tasks[-1]["stop"] - tasks[-1]["first"] == 1
     assert max(t["stop"] - t["first"] for t in plan_tasks(shards, 10, 64)) == 1
-    assert max(t["stop"] - t["first"] for t in plan_tasks(shards, 10, 1)) == 127 // TASKS_PER_SLOT
+    assert plan_tasks(shards, 10, 1)[0]["stop"] == 64  # one slot: long runs (capped) for few scheduling gaps
+
+
+def test_long_documents_make_smaller_batches_fixed_by_the_files_alone(tmp_path):
+    fs = pafs.LocalFileSystem()
+    short, long = write(tmp_path / "short.parquet", 400, 100), write(tmp_path / "long.parquet", 400, 100, 10_000)
+    shards = read_footers(fs, [short, long])
+    plans = [batch_bounds(plan_tasks(shards, 100, c, batch_bytes=200_000)) for c in (1, 2, 5)]
+    assert plans[0] == plans[1] == plans[2]
+    sizes = {path: {stop - start for _, start, stop in plans[0] if _ == path} for path in (short, long)}
+    assert sizes[short] == {100}  # 400 short texts are far below 200 kB: batch_size decides
+    assert max(sizes[long]) in range(15, 21)  # about 200 kB of 10 kB texts
+    assert sum(stop - start for p, start, stop in plans[0] if p == long) == 400
 
 
 def test_rows_across_row_groups_equal_a_slice_of_the_file(tmp_path):
