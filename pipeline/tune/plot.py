@@ -1,14 +1,14 @@
 """tune.png: the metric against each searched hyperparameter, and every trial's curve over steps."""
 from __future__ import annotations
 
+import io
 import math
-import os
-from pathlib import Path
 
+from pipeline.storage import StoragePath, write_bytes
 from pipeline.tune.results import FAILED, TrialRecord
 
 
-def plot(records: list[TrialRecord], metric: str, path: Path, best_id: str | None) -> Path:
+def plot(records: list[TrialRecord], metric: str, path: StoragePath, best_id: str | None) -> StoragePath:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
@@ -48,8 +48,7 @@ def plot(records: list[TrialRecord], metric: str, path: Path, best_id: str | Non
     for ax in axes[panels:]:
         ax.set_visible(False)
     fig.tight_layout()
-    partial = path.with_name(path.name + ".partial")  # no reader sees half a file
-    fig.savefig(partial, dpi=90, format="png")
+    image = io.BytesIO()
+    fig.savefig(image, dpi=90, format="png")
     plt.close(fig)
-    os.replace(partial, path)
-    return path
+    return write_bytes(path, image.getvalue())  # whole or not at all, locally or on a store

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from model.atomic import write_text
+from pipeline.storage import StoragePath, write_text
 from pipeline.config import Config, dump_config
 from pipeline.tune.space import apply, sampled
 
@@ -80,7 +80,7 @@ def best_config(cfg: Config, best: TrialRecord) -> Config:
     return apply(raw, best.config, source="best.yaml")
 
 
-def write_outputs(folder: Path, cfg: Config, records: list[TrialRecord], best: TrialRecord) -> None:
+def write_outputs(folder: StoragePath, cfg: Config, records: list[TrialRecord], best: TrialRecord) -> None:
     summary = {"metric": cfg.tune.metric, "mode": cfg.tune.mode, "scheduler": cfg.tune.scheduler,
                "search": cfg.tune.search, "best_trial": best.trial_id, "best_metric": best.metric,
                "best_config": best.config, "trials": [r.to_json() for r in records]}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ray import tune
 from model.errors import MissingInput, MissingPackage, UserError
 from pipeline.config import Config
 from pipeline.stage import Context
+from pipeline.storage import StoragePath, cache_root, filesystem, is_remote, resolve, rmtree, worker_env
 from pipeline.tracking import ChildRuns
 from pipeline.tune import concurrency, space
 from pipeline.tune.plot import plot
@@ -51,8 +51,12 @@ def budget(cfg: Config) -> int:
 def run_search(ctx: Context) -> dict:
     cfg, layout = ctx.cfg, ctx.layout
     name = experiment_name(ctx.fingerprint)
-    search_root = Path(layout.tune_runs).resolve()
+    # A local folder or a URI (s3://...): Tune keeps the experiment there through the pyarrow
+    # filesystem (with its credentials), as Ray Train does for each trial's run.
+    search_root = resolve(layout.tune_runs)
     experiment = search_root / name
+    fs, _ = filesystem(search_root)
+    tune_fs = fs if is_remote(search_root) else None
     trials = space.trial_count(cfg)
     try:
         at_once, why = concurrency.max_concurrent(ray.cluster_resources(), cfg.train, cfg.tune.max_concurrent_trials,
@@ -61,30 +65,32 @@ def run_search(ctx: Context) -> dict:
         raise TuneError(f"tune: {e}") from e
     train_storage = (f"{cfg.train.storage_path.rstrip('/')}/tune/{name}-trials" if cfg.train.storage_path
                      else str(search_root / f"{name}-trials"))
-    setup = TrialSetup(raw=space.trial_raw(cfg), tokens_dir=str(Path(layout.tokens).resolve()), storage=train_storage,
-                       local_dir=str(search_root), experiment=name,
+    setup = TrialSetup(raw=space.trial_raw(cfg), tokens_dir=str(resolve(layout.tokens)), storage=train_storage,
+                       local_dir=str(search_root if isinstance(search_root, Path) else cache_root() / "tune" / name),
+                       experiment=name,
                        tracking_uri=cfg.tracking_uri if cfg.tracking.enabled else None,
-                       parent_run_id=ctx.tracker.run_id, checkpoint_every_report=cfg.tune.scheduler == "pbt")
+                       parent_run_id=ctx.tracker.run_id, checkpoint_every_report=cfg.tune.scheduler == "pbt",
+                       storage_env=worker_env())
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                     {"CPU": concurrency.DRIVER_CPUS})
     progress = ProgressLines(cfg.tune.metric, trials, budget(cfg))
     resuming = cfg.tune.resume and not ctx.forced
     if resuming:
-        if not tune.Tuner.can_restore(str(experiment)):
+        if not tune.Tuner.can_restore(_on_fs(experiment), storage_filesystem=tune_fs):
             raise MissingInput(f"--resume: no interrupted search of this config in {experiment}; run `ownlm tune` "
                                f"without --resume to start one")
         print(f"[tune] resuming {name}: finished trials are kept, unfinished ones continue from their last "
               f"checkpoint (the scheduler starts afresh: Tune does not save its state)", flush=True)
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(_on_fs(experiment), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False, storage_filesystem=tune_fs)
     else:
         for old in (experiment, search_root / f"{name}-trials"):  # a search of this config starts over
-            shutil.rmtree(old, ignore_errors=True)
+            rmtree(old)
         optuna = cfg.tune.search == "optuna"
         tuner = tune.Tuner(trainable, param_space=space.param_space(space.distributions(cfg), grid_as_choice=optuna),
                            tune_config=tune_config(cfg, at_once, train_storage),
-                           run_config=tune.RunConfig(name=name, storage_path=str(search_root), verbose=0,
-                                                     callbacks=[progress]))
+                           run_config=tune.RunConfig(name=name, storage_path=_on_fs(search_root),
+                                                     storage_filesystem=tune_fs, verbose=0, callbacks=[progress]))
     print(f"[tune] {trials} trial(s), {at_once} at a time ({why}); scheduler {cfg.tune.scheduler}, search "
           f"{cfg.tune.search}, {budget(cfg)} steps each, ranked by {cfg.tune.metric} ({cfg.tune.mode})", flush=True)
     start = time.perf_counter()
@@ -112,6 +118,11 @@ def run_search(ctx: Context) -> dict:
     return publish(ctx, records, best, seconds)
 
 
+def _on_fs(path: StoragePath) -> str:
+    """The path as Tune takes it beside storage_filesystem: on the filesystem (bucket/prefix), or a local folder."""
+    return filesystem(path)[1]
+
+
 def tune_config(cfg: Config, at_once: int, train_storage: str):
     t = cfg.tune
     random.seed(t.seed)  # PBT draws its exploit sources and perturbations from `random`
@@ -133,16 +144,21 @@ def scheduler(cfg: Config, train_storage: str = ""):
     if t.scheduler == "pbt":
         from pipeline.tune.pbt import TrainCheckpointPBT
 
-        if "://" in train_storage:
-            raise TuneError("tune.scheduler pbt hands checkpoints between trials through a folder: set "
-                            "train.storage_path to a folder every node sees (NFS), not a URI")
+        if is_remote(train_storage):
+            # PBT copies a trial's Train checkpoint for another trial to continue from (pbt.py), with
+            # local file operations on the driver; on an object store that copy would be a second
+            # mechanism beside storage.py, so it is refused before the search starts.
+            raise TuneError(f"tune.scheduler pbt hands checkpoints between trials through a folder, and the trials' "
+                            f"runs would be at {train_storage}: set train.storage_path to a folder every node sees "
+                            f"(NFS), not a URI, or use tune.scheduler asha or fifo with a storage.root URI")
 
         mutations = space.mutations(space.distributions(cfg))
         if not mutations:
             raise TuneError("tune.scheduler pbt perturbs the sampled keys: give tune.search_space at least one "
                             "key that is not a grid")
-        return TrainCheckpointPBT(exploit_dir=f"{train_storage}/exploits", time_attr="step", perturbation_interval=t.perturbation_interval *
-                                  cfg.train.eval_every, hyperparam_mutations=mutations, quantile_fraction=0.5)
+        return TrainCheckpointPBT(exploit_dir=f"{train_storage}/exploits", time_attr="step",
+                                  perturbation_interval=t.perturbation_interval * cfg.train.eval_every,
+                                  hyperparam_mutations=mutations, quantile_fraction=0.5)
     return FIFOScheduler()
 
 
@@ -173,8 +189,7 @@ def close_trial_runs(setup: TrialSetup, records, best) -> None:
 
 
 def publish(ctx: Context, records, best, seconds: float) -> dict:
-    cfg, folder = ctx.cfg, Path(ctx.layout.tune)
-    folder.mkdir(parents=True, exist_ok=True)
+    cfg, folder = ctx.cfg, resolve(ctx.layout.tune)
     write_outputs(folder, cfg, records, best)
     plot(records, cfg.tune.metric, folder / "tune.png", best.trial_id)
     for name in ("results.json", "best.yaml", "tune.png"):

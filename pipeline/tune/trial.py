@@ -8,11 +8,13 @@ that Tune restarts (`--resume`) finds its run in storage and resumes from its la
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from model.errors import UserError
 from pipeline.config import ConfigError
+from pipeline.storage import resolve
 from pipeline.tracking import ChildRuns
 from pipeline.tune.space import GENERATION, INIT_CHECKPOINT, apply, sampled
 
@@ -28,10 +30,12 @@ class TrialSetup:
     raw: dict
     """The trial config before sampled values (pipeline.tune.space.trial_raw)."""
     tokens_dir: str
+    """The packed tokens: a folder or a URI."""
     storage: str
     """Ray Train's storage path for the trials' runs (a folder or a URI)."""
     local_dir: str
-    """This machine's folder of the search (failure logs of runs kept under a URI)."""
+    """This machine's folder of the search: the search folder itself, or under a URI root a folder
+    in this node's cache (storage.cache_root)."""
     experiment: str
     """The search's name: the trials' Train runs are named `<experiment>-<trial id>-g<generation>`."""
     tracking_uri: str | None
@@ -39,6 +43,9 @@ class TrialSetup:
     """The MLflow run of the search: each trial opens a nested run under it."""
     checkpoint_every_report: bool = False
     """PBT: every validation is also a checkpoint, so an exploit copies the latest state."""
+    storage_env: dict = field(default_factory=dict)
+    """The storage variables of the command (storage.worker_env): a trial's process resolves the
+    URIs of the tokens and of Ray Train's storage with the same endpoint and credentials."""
 
 
 def run_name(setup: TrialSetup, trial_id: str, generation: int) -> str:
@@ -53,6 +60,9 @@ def run_trial(config: dict, setup: TrialSetup) -> None:
 
     from pipeline.train import launch
 
+    # Each trial runs in its own actor process (reuse_actors=False), started without the command's
+    # environment: the storage variables are set for the whole of that process.
+    os.environ.update(setup.storage_env)
     trial_id = tune.get_context().get_trial_id()
     values = sampled(config)
     try:
@@ -67,7 +77,7 @@ def run_trial(config: dict, setup: TrialSetup) -> None:
     mlflow_run = runs.open(trial_id, name=f"trial {trial_id}", params={**values, "trial_id": trial_id},
                            tags={"ownlm.stage": "tune-trial", "ownlm.trial_id": trial_id})
     try:
-        job = replace(launch.build_job(cfg, Path(setup.tokens_dir), mlflow_run),
+        job = replace(launch.build_job(cfg, resolve(setup.tokens_dir), mlflow_run),  # a folder or a URI
                       init_checkpoint=config.get(INIT_CHECKPOINT))
         log_path = launch.failure_log_path(setup.storage, Path(setup.local_dir), name)
         trainer = launch.trainer_for(job, cfg.train, setup.storage, name, log_path, callbacks=[TuneReportCallback()])

@@ -209,3 +209,34 @@ def test_resume_after_a_kill_finishes_the_search_without_rerunning_finished_tria
         assert f"[tune] trial {trial_id} finished" in out, out[-3000:]
     assert "(3/3 ended)" in out  # the count includes the trials that ended before the kill
     assert (tmp_path / "tune" / "best.yaml").exists() and results["best_trial"] in by_id
+
+
+def test_a_search_under_an_s3_root_keeps_the_experiment_and_its_outputs_in_the_bucket(tokens, s3_server, tmp_path,
+                                                                                    capsys):
+    """`ownlm tune --root s3://...`: Tune's experiment and the trials' Train runs go to the bucket
+    through the pyarrow filesystem, results.json, best.yaml and tune.png too. PBT, which copies
+    checkpoints between trials through a folder, is refused first in one line naming the setting."""
+    import uuid
+
+    from pipeline import storage
+    from tests.s3server import BUCKET
+
+    root = f"s3://{BUCKET}/tune-{uuid.uuid4().hex[:8]}"
+    argv = ["tune", "--root", root, "--data", str(tokens), "--set", "tracking.enabled=true",
+            "--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
+    for s in (*COMMON, "tune.max_steps=4", "train.eval_every=2", "train.eval_batches=1", "tune.scheduler=fifo",
+              "tune.search_space={train.lr: {grid: [3.0e-3]}}"):
+        argv += ["--set", s]
+    assert cli.main(argv) == 0
+    out = storage.resolve(root)
+    results = json.loads((out / "tune" / "results.json").read_text())
+    assert [t["status"] for t in results["trials"]] == ["finished"]
+    assert (out / "tune" / "best.yaml").is_file() and (out / "tune" / "tune.png").is_file()
+    runs = [p.name for p in (out / "tune-runs").iterdir()]
+    assert any(n.startswith("search-") and not n.endswith("-trials") for n in runs), runs
+    assert any(n.endswith("-trials") for n in runs), runs
+
+    capsys.readouterr()
+    assert cli.main([*argv, "--set", "tune.scheduler=pbt", "--force"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.storage_path" in err[0] and root in err[0]
