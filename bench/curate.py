@@ -4,6 +4,7 @@ near duplicates of known Jaccard similarity, and throughput against DataTrove on
     python bench/curate.py                       # 2,000 and 10,000 documents, 2 cores
     python bench/curate.py --small 1000 --large 4000 --cores 2 --json bench/out/curate.json
     python bench/curate.py --no-datatrove        # skip the DataTrove comparison
+    python bench/curate.py --no-two-node         # skip the run on the local 2-node cluster
 
 The corpus is generated: English web-like prose (sentences drawn from the vocabulary of this
 Python's own documentation, so the language detector sees English) and Python-like code,
@@ -21,6 +22,11 @@ comparison our run switches off the steps DataTrove lacks (language id, decontam
 long-document splitting) and keeps the ones it does more (all PII kinds, exact dedup,
 candidate verification), so the ratio is conservative. Both wall times exclude starting Ray
 or the process pool; a warm-up run of each pipeline goes first.
+
+Last, the large corpus runs again on the local 2-node cluster (cluster/local.py, the same
+`--cores` split between the two nodes, token auth on): two_node_ratio is one node's wall time
+over two nodes'. On one machine the nodes share its cores, so this is the cost of crossing
+nodes (scheduling across raylets, blocks between object stores), not added capacity.
 
 Prints a table and, last, one JSON line.
 """
@@ -171,6 +177,39 @@ def run_ours(corpus: Corpus, out: Path, equivalent: bool = False) -> tuple[float
     return time.perf_counter() - start, report
 
 
+def run_two_nodes(corpus: Corpus, tmp: Path, warm: Corpus, cores: int, one_node_wall: float) -> dict:
+    """The large corpus again on the local 2-node cluster with the same CPUs split between the
+    nodes: two_node_ratio = one node's wall time / two nodes' (1.0: crossing nodes costs nothing)."""
+    from bench.two_nodes import run_on_local_cluster
+
+    job = {"corpus": str(corpus.folder), "warm": str(warm.folder), "out": str(tmp / "two-node")}
+    two = json.loads(run_on_local_cluster([sys.executable, __file__, "--two-node-job", json.dumps(job)],
+                                          nodes=2, cores=cores))
+    return {**two, "one_node_wall_s": one_node_wall,
+            "docs_per_s_per_core": round(two["docs"] / two["wall_s"] / cores, 1), "two_node_ratio": round(one_node_wall / two["wall_s"], 3)}
+
+
+def two_node_job(job: dict) -> str:
+    """The driver on the cluster (RAY_ADDRESS and the token come from the environment): a warm-up,
+    then the timed run."""
+    import ray
+
+    from bench.two_nodes import nodes_that_ran_tasks
+
+    ray.init(log_to_driver=False, configure_logging=False)
+    ray_data_quiet()
+    run_ours(Corpus(Path(job["warm"])), Path(job["out"]) / "warm" / "out")
+    wall, report = run_ours(Corpus(Path(job["corpus"])), Path(job["out"]) / "large" / "out")
+    return json.dumps({"wall_s": round(wall, 2), "docs": report["input"]["docs"],
+                       "nodes_that_ran_tasks": nodes_that_ran_tasks()})
+
+
+def ray_data_quiet() -> None:
+    import ray
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
 def run_datatrove(corpus: Corpus, work: Path, cores: int, bands: int, rows: int) -> float:
     """DataTrove's pipeline in a child process (no Ray in it); returns the wall time of its stages."""
     import subprocess
@@ -291,11 +330,17 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-datatrove", action="store_true")
+    parser.add_argument("--no-two-node", action="store_true",
+                        help="skip the large size on the local 2-node cluster (two_node_ratio)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result JSON here")
     parser.add_argument("--datatrove-job", help=argparse.SUPPRESS)
+    parser.add_argument("--two-node-job", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.datatrove_job:
         print(datatrove_job(json.loads(args.datatrove_job)))
+        return
+    if args.two_node_job:
+        print(two_node_job(json.loads(args.two_node_job)))
         return
 
     import ray
@@ -305,7 +350,7 @@ def main() -> None:
 
     tune_ray_data_for_local_files()  # as `ownlm curate` does when it starts Ray
     ray.init(num_cpus=args.cores, log_to_driver=False, configure_logging=False, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ray_data_quiet()
     try:
         import datatrove  # noqa: F401
         have_datatrove = not args.no_datatrove
@@ -336,6 +381,9 @@ def main() -> None:
                 size["datatrove_wall_s"] = round(theirs, 2)
                 size["vs_datatrove"] = round(theirs / ours_eq, 2)
             result["sizes"][label] = size
+        if not args.no_two_node:
+            ray.shutdown()
+            result["two_node"] = run_two_nodes(corpus, tmp, warm, args.cores, result["sizes"]["large"]["wall_s"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         ray.shutdown()
@@ -344,6 +392,8 @@ def main() -> None:
     for key in ("docs_per_s_per_core", "mb_per_s_per_core", "dedup_recall", "dedup_precision", "vs_datatrove"):
         if key in large:
             result[key] = large[key]
+    if "two_node" in result:
+        result["two_node_ratio"] = result["two_node"]["two_node_ratio"]
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -366,6 +416,10 @@ def print_table(result: dict) -> None:
             print(f"equivalent steps: ours {size['ours_equivalent_wall_s']} s, DataTrove {size['datatrove_wall_s']} s "
                   f"-> vs_datatrove {size['vs_datatrove']}x")
     print(f"\ncost per document, large over small: {result['cost_per_doc_large_over_small']}")
+    if "two_node" in result:
+        two = result["two_node"]
+        print(f"large on the local 2-node cluster ({two['nodes_that_ran_tasks']} nodes ran tasks): {two['wall_s']} s "
+              f"against {two['one_node_wall_s']} s on one node -> two_node_ratio {two['two_node_ratio']}")
 
 
 if __name__ == "__main__":
