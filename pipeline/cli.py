@@ -81,7 +81,7 @@ def load(command: Command, args: argparse.Namespace) -> Config:
     for flag in command.flags:
         if isinstance(flag, ConfigFlag):
             values.update(flag.config_values(args))
-    return load_config(args.config, args.overrides, root=args.root, values=values)
+    return load_config(args.config, [*command.config_overrides, *args.overrides], root=args.root, values=values)
 
 
 def invocation(command: Command, args: argparse.Namespace) -> Invocation:

@@ -29,6 +29,10 @@ class Command:
     """Adds the command's own arguments, those that are not config keys or layout paths."""
     flags: tuple[Flag, ...] = ()
     """Flags that set config keys or move layout locations (pipeline/options.py), after `arguments`."""
+    config_overrides: tuple[str, ...] = ()
+    """`--set`-style overrides this command always applies, before the user's own `--set`s. (Not
+    argparse defaults: every command's `--set` is one shared action, so a default set on one
+    subparser would become every command's.)"""
 
 
 @dataclass(frozen=True)

@@ -134,9 +134,6 @@ def _check_admin_login(url: str, username: str, password: str) -> None:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    # The server is the tracking store: its own config logs nowhere, so a root on an object store
-    # (which cannot hold the SQLite default) needs no tracking.uri for it. A user's --set comes after.
-    p.set_defaults(overrides=["tracking.enabled=false"])
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 for other machines, then with --auth)")
     p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
@@ -157,6 +154,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 TRACKING_SERVER = Command(
     name="tracking-server", help="an MLflow tracking server for a cluster (artifacts proxied, optional basic auth)",
     run=tracking_server_command, arguments=_arguments,
+    # The server is the tracking store: its own config logs nowhere, so a root on an object store
+    # (which cannot hold the SQLite default) needs no tracking.uri for it.
+    config_overrides=("tracking.enabled=false",),
     description="Run MLflow's tracking server until Ctrl-C: runs in SQLite under the storage root (or any "
                 "--backend-store-uri; a root on an object store cannot hold SQLite, so then in "
                 "~/.ownlm/tracking-server on this machine, with the artifacts still under the root), artifacts "

@@ -137,3 +137,17 @@ def test_one_config_problem_is_one_line(tmp_path):
     out = ownlm("config", "--root", str(tmp_path), "--set", "train.lr=-1")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "train.lr: Input should be greater than 0 (got -1)" in out.stderr
+
+
+def test_a_command_s_own_overrides_stay_its_own():
+    """tracking-server turns tracking off for itself; every other command keeps its --set empty
+    (the `--set` action is shared by all subparsers, so this once leaked into `ownlm run`)."""
+    from pipeline.cli import COMMANDS, build_parser, load
+
+    parser = build_parser()
+    for name in ("run", "train", "serve"):
+        assert parser.parse_args([name]).overrides == []
+        assert load(COMMANDS[name], parser.parse_args([name])).tracking.enabled
+    server = parser.parse_args(["tracking-server", "--set", "tracking.experiment=x"])
+    cfg = load(COMMANDS["tracking-server"], server)
+    assert not cfg.tracking.enabled and cfg.tracking.experiment == "x"
