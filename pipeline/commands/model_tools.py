@@ -16,10 +16,11 @@ from model.tokenizer import chat_prompt
 from pipeline.commands.command import Command, Invocation
 from pipeline.generate import COMPILE_FLAGS, print_stream
 from pipeline.options import ConfigFlag, PathFlag
+from pipeline.storage import local_copy
 from pipeline.tracking.registry import resolve_checkpoint
 
 DTYPES = ("float32", "bfloat16", "float16")
-MODEL = PathFlag("--model", "model", "checkpoint folder, or models:/NAME@ALIAS, models:/NAME/VERSION "
+MODEL = PathFlag("--model", "model", "checkpoint folder or URI (s3://...), or models:/NAME@ALIAS, models:/NAME/VERSION "
                  "(default: <root>/model)", metavar="CKPT")
 SAMPLING = (
     ConfigFlag("--max-new-tokens", "generate.max_new_tokens", type=int,
@@ -40,7 +41,7 @@ def chat_command(inv: Invocation) -> int:
     from model.decode_compile import use_compiled  # torch: only when chatting
     from model.generate import generate_stream
 
-    args, path = inv.args, inv.layout.model
+    args, path = inv.args, local_copy(inv.layout.model)  # a URI: through this node's cache
     model, _ = load_model(path)
     tok = load_tokenizer(path)
     sampling = inv.cfg.generate.sampling()
@@ -104,7 +105,7 @@ def embed_command(inv: Invocation) -> int:
     from model.checkpoint import load_model, load_tokenizer  # torch: only when embedding
     from model.embed import embed
 
-    args, path = inv.args, inv.layout.model
+    args, path = inv.args, local_copy(inv.layout.model)  # a URI: through this node's cache
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     texts = read_texts(args.input)

@@ -130,10 +130,13 @@ def tokenize_task(task: dict, *, fs, tokenizer_path: StoragePath, out_dir: Stora
     shard = task_shard(task)
     reader = RowReader(fs, shard)
     packer = BatchPacker(cached_tokenizer(tokenizer_path), out_dir, seq_len, val_fraction)
+    import ray
+
     results, size = [], int(task["batch_rows"])
     for b in range(task["first"], task["stop"]):
         results += packer(reader.rows(b * size, min(shard.rows, (b + 1) * size)))
-    return results
+    node = ray.get_runtime_context().get_node_id()  # where it ran: the stage reports how many nodes took part
+    return [{**r, "node": node} for r in results]
 
 
 def save_rows(path: StoragePath, rows: np.ndarray) -> None:
@@ -188,6 +191,8 @@ def _pack_into(tmp: StoragePath, files: list[StoragePath], tokenizer_path: Stora
         results.append(row)
         progress.add(items=row["documents"], count=row["tokens"])
 
+    nodes = len({r["node"] for r in results})
+    say(f"tokenize: {len(tasks)} tasks ran on {nodes} node(s)")
     dtype = token_dtype(tok.vocab_size)
     splits = {}
     for split in ("train", "val"):

@@ -1,7 +1,7 @@
 """The whole pipeline as a Ray Job on a two-node local cluster, its storage root on an S3 server
 (moto), logging to `ownlm tracking-server`:
 `ownlm submit -- ownlm run --config debug` succeeds, the train workers ran on both nodes
-(recorded placement), and the server holds the parent run and a nested run per stage, their
+(recorded placement) and so did the tokenize stage's Ray Data tasks, and the server holds the parent run and a nested run per stage, their
 artifacts proxied through it.
 
 Expensive (3.5 minutes on an idle 2-core machine, 8 shared with other jobs: the debug pipeline, a
@@ -45,6 +45,7 @@ def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server
             env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1500)
         assert job.returncode == 0 and "SUCCEEDED" in job.stdout, job.stdout[-5000:] + job.stderr[-3000:]
         assert "2 cpu worker(s) on 2 node(s)" in job.stdout
+        assert "tasks ran on 2 node(s)" in job.stdout  # the tokenize stage's Ray Data tasks
         assert resolve(root + "/model/model.safetensors").exists()
         placement = load_train_state(local_copy(resolve(root + "/model")))["placement"]
         assert sorted({node for node, _ in placement}) == sorted(n["node_id"] for n in info["nodes"])
@@ -53,6 +54,7 @@ def test_ownlm_run_as_a_job_on_two_nodes_logs_every_stage_to_the_tracking_server
 
         client = MlflowClient(server.url)
         experiment = client.get_experiment_by_name("ownlm-debug")
+        assert experiment is not None, ([e.name for e in client.search_experiments()], job.stdout[-8000:])
         runs = client.search_runs([experiment.experiment_id])
         parent = [r for r in runs if r.info.run_name == "ownlm run"]
         assert len(parent) == 1 and parent[0].info.status == "FINISHED"

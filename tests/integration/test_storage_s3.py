@@ -145,3 +145,20 @@ def test_training_starts_from_a_checkpoint_on_s3(both, tmp_path):
     assert before.keys() == after.keys()
     for name in before:
         assert_close(after[name], before[name], rtol=0, atol=1e-6)
+
+
+def test_the_model_tools_take_a_checkpoint_uri(both, tmp_path):
+    """`ownlm embed --model s3://...` gives the vectors of the checkpoint's local copy (chat and
+    generate go through the same download)."""
+    import numpy as np
+
+    from pipeline.cli import main
+
+    _, remote = both
+    texts = tmp_path / "texts.txt"
+    texts.write_text("def add(a, b):\n\nreturn a + b\n")
+    uri, local = str(remote["layout"].model), storage.local_copy(remote["layout"].model)
+    for model, out in ((uri, "remote.npy"), (str(local), "local.npy")):
+        assert main(["embed", "--model", model, "--input", str(texts), "--output", str(tmp_path / out),
+                     "--root", str(tmp_path)]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "remote.npy"), np.load(tmp_path / "local.npy"))
