@@ -12,6 +12,11 @@ torch around the steps; for ours as the wall clock between rank 0's log lines (M
 so it holds everything the loop does per step (data, the non-finite check, logging, all-reduces,
 MLflow writes) but not the final validation and checkpoint, which plain torch does not do at all.
 Ray's start-up (placement, worker processes, process group, model build) is `ray_startup_s`.
+Last, ray-2 again on the local 2-node cluster (cluster/local.py), one worker per node
+(STRICT_SPREAD): two_node_ratio = its best window / ray-2's on one node. The nodes share this
+machine's cores, so it measures what crossing nodes costs (workers under two raylets, placed
+and started by Ray across nodes; gloo all-reduces over loopback TCP in both cases), not added
+capacity.
 
 On a machine shared with other work, load comes and goes; each variant's best window (its
 least disturbed sustained pace) is the headline, the mean over windows is reported beside it:
@@ -135,7 +140,7 @@ def run_plain(world: int, args, tokens: Path) -> list[float]:
 # ---- ownlm train on Ray Train
 
 
-def run_ray(world: int, args, tokens: Path, work: Path) -> tuple[list[float], float]:
+def run_ray(world: int, args, tokens: Path, work: Path, extra_sets: tuple[str, ...] = ()) -> tuple[list[float], float]:
     """(Seconds per window of `window` steps, the first being warm-up; start-up seconds)."""
     from mlflow import MlflowClient
 
@@ -147,7 +152,7 @@ def run_ray(world: int, args, tokens: Path, work: Path) -> tuple[list[float], fl
             f"tracking.uri=sqlite:///{root}/mlflow.db", f"train.num_workers={world}",
             f"train.cpus_per_worker={args.threads}", f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
             f"train.log_every={args.window}", f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}",
-            "train.eval_batches=1", "train.warmup_steps=1", "train.lr=1e-3"]
+            "train.eval_batches=1", "train.warmup_steps=1", "train.lr=1e-3", *extra_sets]
     cfg = load_config(None, sets, root=str(root))
     client = MlflowClient(cfg.tracking_uri)
     run_id = client.create_run(client.create_experiment("bench")).info.run_id
@@ -159,6 +164,21 @@ def run_ray(world: int, args, tokens: Path, work: Path) -> tuple[list[float], fl
     first_window = client.get_metric_history(run_id, "train/step_time_s")
     first_window = min(first_window, key=lambda m: m.step).value * args.window
     return [first_window] + windows, logs[0].timestamp / 1000 - start - first_window
+
+
+def two_node_job(args, job: dict) -> str:
+    """ray-2 with one worker on each node of the local 2-node cluster (RAY_ADDRESS and the token
+    come from the environment): its windows, start-up and the nodes the workers ran on."""
+    import ray
+
+    from model.checkpoint import load_train_state
+
+    ray.init(log_to_driver=False, configure_logging=False)
+    work = Path(job["work"])
+    windows, startup = run_ray(2, args, Path(job["tokens"]), work, ("train.placement_strategy=STRICT_SPREAD",))
+    placement = load_train_state(work / "ray-2" / "model")["placement"]
+    return json.dumps({"windows": [float(w) for w in windows], "startup": startup,
+                       "nodes": len({node for node, _ in placement})})
 
 
 def pace(windows: list[float], tokens_per_window: int, steps_per_window: int) -> dict:
@@ -177,7 +197,13 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=10, help="steps per timed window (also the Ray log interval)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--no-two-node", action="store_true",
+                    help="skip ray-2 on the local 2-node cluster (one worker per node: two_node_ratio)")
+    ap.add_argument("--two-node-job", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.two_node_job:
+        print(two_node_job(args, json.loads(args.two_node_job)))
+        return
     if args.steps % args.window or args.steps < 3 * args.window:
         ap.error("--steps must be a multiple of --window and at least 3 windows (the first is warm-up, the "
                  "last holds Ray's final validation)")
@@ -219,6 +245,23 @@ def main() -> None:
         print(f"[bench] {world} worker(s): plain {plain['best']:,.0f} tok/s, ours {mine['best']:,.0f} tok/s "
               f"(best windows; start-up {startup:.1f}s)", flush=True)
     ray.shutdown()
+    if 2 in args.workers and not args.no_two_node:
+        from bench.two_nodes import run_on_local_cluster
+
+        # The driver is a process of its own (bench/two_nodes.py); each node has room for a
+        # worker plus Ray Train's controller.
+        work2 = work / "two-nodes"
+        job = json.dumps({"tokens": str(tokens), "work": str(work2)})
+        two = json.loads(run_on_local_cluster([sys.executable, __file__, *sys.argv[1:], "--two-node-job", job],
+                                              nodes=2, cores=2 * (args.threads + 1)))
+        mine = pace(two["windows"], 2 * args.batch * args.seq * args.window, args.window)
+        one_node = final["ray_2_tokens_per_s"]
+        final.update({"ray_2_two_nodes_tokens_per_s": round(mine["best"]), "two_node_nodes": two["nodes"],
+                      "two_node_ratio": round(mine["best"] / one_node, 3),
+                      "ray_startup_2_two_nodes_s": round(two["startup"], 1)})
+        rows.append(("ownlm train, 2 workers on 2 nodes", mine,
+                     f"{mine['best'] / final['plain_2_tokens_per_s']:.3f} (vs plain-2); "
+                     f"{mine['best'] / one_node:.3f} vs 1 node"))
     final["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print("\n| variant | tokens/s (best window) | tokens/s (mean) | step s (best) | vs plain: best (mean) |")
     print("|---|---|---|---|---|")
