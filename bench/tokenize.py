@@ -15,12 +15,15 @@ documents are equal), measures:
     is the median of those pairs. vs_tokenizers is against `encode_batch` (with offsets), once;
     baselines encode `tokenize.batch_size` (256) documents per call;
   - first_call_s: the first tokenize call of the Ray instance (Ray Data's own actors, code and
-    tokenizer loaded into the workers), once per instance, on a tiny corpus;
+    tokenizer loaded into the workers), once per instance, on one copy of the sample (4 MB);
+  - two_node_ratio: the larger size again on the local 2-node cluster (cluster/local.py, the same
+    CPUs split between the nodes), one node's median seconds over two nodes'. The nodes share
+    this machine's cores: it is what crossing nodes costs, not added capacity;
   - loader: batches/s of the training loader (`ShuffledBatches`) against the training steps/s of
     the `tiny` model on the same batch (loader_vs_step must stay well above 1).
 Prints a table and a final JSON line; writes bench/out/tokenize.json.
 
-    python bench/tokenize.py [--sizes-mb 32 128] [--concurrency 2] [--repeats 3]
+    python bench/tokenize.py [--sizes-mb 32 128] [--concurrency 2] [--repeats 3] [--no-two-node]
 """
 from __future__ import annotations
 
@@ -144,6 +147,36 @@ def ours_run(curated: Path, tokenizer_dir: Path, out: Path, concurrency: int) ->
             "documents": sum(s["documents"] for s in manifest.splits.values()), "seconds": seconds}
 
 
+def run_two_nodes(curated: Path, tokenizer_dir: Path, tmp: Path, texts: list[str], concurrency: int,
+                  one_node_s: float) -> dict:
+    """The larger corpus on the local 2-node cluster, the same CPUs split between the nodes:
+    two_node_ratio = one node's seconds (median of the repeats) / two nodes' (after a first call
+    there, as on one node)."""
+    from bench.two_nodes import run_on_local_cluster
+
+    write_corpus(tmp / "first-2n" / "curated", texts, 0.1)  # a first call that reaches both nodes' workers
+    job = {"curated": str(curated), "first": str(tmp / "first-2n" / "curated"), "tokenizer": str(tokenizer_dir),
+           "out": str(tmp / "two-node"), "concurrency": concurrency}
+    two = json.loads(run_on_local_cluster([sys.executable, __file__, "--two-node-job", json.dumps(job)],
+                                          nodes=2, cores=concurrency + 1))
+    return {**two, "one_node_seconds": one_node_s, "two_node_ratio": one_node_s / two["seconds"]}
+
+
+def two_node_job(job: dict) -> str:
+    """The driver on the cluster (RAY_ADDRESS and the token come from the environment)."""
+    import ray
+
+    from bench.two_nodes import nodes_that_ran_tasks
+
+    ray.init(log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    out = Path(job["out"])
+    ours_run(Path(job["first"]), Path(job["tokenizer"]), out / "first", job["concurrency"])
+    timed = ours_run(Path(job["curated"]), Path(job["tokenizer"]), out / "tokens", job["concurrency"])
+    return json.dumps({"seconds": timed["seconds"], "tokens": timed["tokens"],
+                       "nodes_that_ran_tasks": nodes_that_ran_tasks()})
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -156,7 +189,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2, help="tokenize tasks at once (tokenize.concurrency)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds of (encode_batch_fast, ours) per size, interleaved; ratios are medians")
+    ap.add_argument("--no-two-node", action="store_true",
+                    help="skip the larger size on the local 2-node cluster (two_node_ratio)")
+    ap.add_argument("--two-node-job", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.two_node_job:
+        print(two_node_job(json.loads(args.two_node_job)))
+        return
 
     import ray
 
@@ -180,9 +219,10 @@ def main() -> None:
         tok_json = tok_dir / "tokenizer.json"
         # The first tokenize call of a Ray instance also starts Ray Data's own actors and loads
         # the code and the tokenizer into the worker processes: once per instance (once per
-        # `ownlm run`), not per token, so it is timed on one copy of the sample and reported
-        # apart instead of being charged to whichever size runs first.
-        write_corpus(tmp / "first" / "curated", texts[:50], 0.1)
+        # `ownlm run`), not per token, so it is timed on one copy of the sample (4 MB: enough
+        # tasks to reach every slot's worker) and reported apart instead of being charged to
+        # whichever size runs first.
+        write_corpus(tmp / "first" / "curated", texts, 0.1)
         first_call_s = ours_run(tmp / "first" / "curated", tok_dir, tmp / "first" / "tokens",
                                 args.concurrency)["seconds"]
         runs = {size: [] for size in args.sizes_mb}
@@ -197,6 +237,11 @@ def main() -> None:
                 runs[size].append({"ours": ours["tokens"] / ours["seconds"] / cores,
                                    "fast": fast["tokens"] / fast["seconds"], "ours_seconds": ours["seconds"],
                                    "tokens": ours["tokens"]})
+        two_node = None
+        if not args.no_two_node:
+            ray.shutdown()  # the cluster's nodes get the machine to themselves
+            two_node = run_two_nodes(corpora[args.sizes_mb[-1]], tok_dir, tmp, texts, args.concurrency,
+                                     one_node_s=median([r["ours_seconds"] for r in runs[args.sizes_mb[-1]]]))
         results = []
         for size in args.sizes_mb:
             base = baseline(tok_json, corpora[size], "encode_batch", BATCH)  # the call with offsets, once
@@ -219,7 +264,11 @@ def main() -> None:
         print(f"{r['size_mb']:>8g} {r['documents']:>7} {r['tokens']:>11,} {r['ours_tokens_per_s_per_core']:>16,.0f} "
               f"{r['tokenizers_fast_tokens_per_s_per_core']:>17,.0f} {r['vs_tokenizers_fast']:>6.2f} ({each:>15}) "
               f"{r['vs_tokenizers']:>14.2f} {r['loader_batches_per_s']:>11,.0f} {r['train_steps_per_s']:>13.2f}")
-    print(f"first tokenize call of the Ray instance (one sample copy): {first_call_s:.1f} s")
+    print(f"first tokenize call of the Ray instance (one sample copy, 4 MB): {first_call_s:.1f} s")
+    if two_node:
+        print(f"{args.sizes_mb[-1]:g} MB on the local 2-node cluster ({two_node['nodes_that_ran_tasks']} nodes ran "
+              f"tasks): {two_node['seconds']:.1f} s against {two_node['one_node_seconds']:.1f} s on one node -> "
+              f"two_node_ratio {two_node['two_node_ratio']:.3f}")
     final = {"bench": "tokenize", "repeats": args.repeats, "sizes": results,
              "tokens_per_s_per_core": results[-1]["ours_tokens_per_s_per_core"],
              "vs_tokenizers": results[-1]["vs_tokenizers"],
@@ -227,6 +276,7 @@ def main() -> None:
              # seconds per token, largest size over smallest: 1.0 is flat, above 1 costlier at scale
              "cost_growth": results[0]["ours_tokens_per_s_per_core"] / results[-1]["ours_tokens_per_s_per_core"],
              "first_call_s": first_call_s,
+             **({"two_node": two_node, "two_node_ratio": two_node["two_node_ratio"]} if two_node else {}),
              "loader_vs_step": min(r["loader_vs_step"] for r in results)}
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from evaluation.drift import drift
 from model.errors import UsageError
+from pipeline import storage
 from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.monitor.alert import alert
 from pipeline.monitor.drift import new_data_losses
 from pipeline.monitor.history import write_history
 from pipeline.monitor.retrain import curate_new, cycle_config, cycle_layout, retrain
-from pipeline import storage
 from pipeline.monitor.state import MonitorState, watched_files
 from pipeline.registry.gate import judge
 from pipeline.registry.promote import GATE_FILE, evaluate_version
