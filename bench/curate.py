@@ -186,7 +186,8 @@ def run_two_nodes(corpus: Corpus, tmp: Path, warm: Corpus, cores: int, one_node_
     two = json.loads(run_on_local_cluster([sys.executable, __file__, "--two-node-job", json.dumps(job)],
                                           nodes=2, cores=cores))
     return {**two, "one_node_wall_s": one_node_wall,
-            "docs_per_s_per_core": round(two["docs"] / two["wall_s"] / cores, 1), "two_node_ratio": round(one_node_wall / two["wall_s"], 3)}
+            "docs_per_s_per_core": round(two["docs"] / two["wall_s"] / cores, 1),
+            "two_node_ratio": round(one_node_wall / two["wall_s"], 3)}
 
 
 def two_node_job(job: dict) -> str:

@@ -20,8 +20,8 @@ from pipeline.storage import local_copy
 from pipeline.tracking.registry import resolve_checkpoint
 
 DTYPES = ("float32", "bfloat16", "float16")
-MODEL = PathFlag("--model", "model", "checkpoint folder or URI (s3://...), or models:/NAME@ALIAS, models:/NAME/VERSION "
-                 "(default: <root>/model)", metavar="CKPT")
+MODEL = PathFlag("--model", "model", "checkpoint folder or URI (s3://...), or models:/NAME@ALIAS, "
+                 "models:/NAME/VERSION (default: <root>/model)", metavar="CKPT")
 SAMPLING = (
     ConfigFlag("--max-new-tokens", "generate.max_new_tokens", type=int,
                help="longest reply in tokens (default: generate.max_new_tokens)"),

@@ -127,11 +127,11 @@ def tokenize_task(task: dict, *, fs, tokenizer_path: StoragePath, out_dir: Stora
                   val_fraction: float) -> list[dict]:
     """A Ray Data task: batches task["first"]..task["stop"]-1 of one curated file, read from the
     file itself, tokenized and packed; one result per (batch, split, source)."""
+    import ray
+
     shard = task_shard(task)
     reader = RowReader(fs, shard)
     packer = BatchPacker(cached_tokenizer(tokenizer_path), out_dir, seq_len, val_fraction)
-    import ray
-
     results, size = [], int(task["batch_rows"])
     for b in range(task["first"], task["stop"]):
         results += packer(reader.rows(b * size, min(shard.rows, (b + 1) * size)))

@@ -84,13 +84,13 @@ def plan_tasks(shards: list[ShardRows], batch_size: int, concurrency: int,
     Which rows make a batch depends on the shard, batch_size and batch_bytes only. How batches
     group into tasks depends on the concurrency too: guided self-scheduling (GUIDED_FACTOR) over
     the files in order, a task never crossing a file's end."""
-    per_file = [(s, s.batch_rows(batch_size, batch_bytes)) for s in shards]
-    remaining = sum(-(-s.rows // r) for s, r in per_file)
+    per_file = [(s, r, -(-s.rows // r)) for s in shards for r in [s.batch_rows(batch_size, batch_bytes)]]
+    remaining = sum(n for _, _, n in per_file)
     tasks = []
-    for s, r in per_file:
-        n, b = -(-s.rows // r), 0
-        while b < n:
-            take = max(1, min(MAX_BATCHES_PER_TASK, -(-remaining // (GUIDED_FACTOR * concurrency)), n - b))
+    for s, r, n in per_file:
+        b = 0
+        while b < n:  # at least one batch a task: remaining >= n - b >= 1
+            take = min(MAX_BATCHES_PER_TASK, -(-remaining // (GUIDED_FACTOR * concurrency)), n - b)
             tasks.append({"path": s.path, "rows": s.rows, "group_starts": list(s.group_starts), "batch_rows": r,
                           "first": b, "stop": b + take})
             b += take
